@@ -1,0 +1,30 @@
+"""Settings of the feature room: which encoders exist and how batches are run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from warehouse.settings import Strict
+
+
+class EncoderSpec(Strict):
+    """One named encoder of the config, e.g. `image` or `title`."""
+
+    family: Literal["clip", "resnet", "bert", "timm"]
+    model: str = Field(description="open_clip model name, torchvision resnet18/50, HF hub id or local dir, timm name")
+    pretrained: str | None = Field(
+        None, description="open_clip pretrained tag, torchvision weights enum name; None = the family default"
+    )
+    checkpoint: Path | None = Field(None, description="local weights file or directory (fingerprinted)")
+    input: Literal["image", "title"]
+    batch_size: int | None = Field(None, ge=1, description="overrides encode.batch_size")
+
+
+class EncodeSettings(Strict):
+    batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode images")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default)")
+    chunk_rows: int = Field(2048, ge=1, description="rows committed atomically per Parquet file")
+    shards: int = Field(1, ge=1, description="encode shards run as separate Prefect tasks")

@@ -1,0 +1,102 @@
+"""The whole config: every room's section composed, loaded from YAML, errors made readable."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from features.settings import EncodeSettings, EncoderSpec
+from heads.settings import ScoreSettings, TrainSettings
+from warehouse.settings import IngestSettings, Strict, WarehouseSettings
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ScheduleSettings(Strict):
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    source: Path | None = Field(None, description="catalog snapshot the nightly run ingests")
+
+
+class RunnerSettings(Strict):
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = Field(None, description="scheduler address; None starts a local cluster")
+    dask_workers: int = Field(2, ge=1)
+    retries: int = Field(2, ge=0)
+    retry_delay_s: float = Field(5.0, ge=0)
+
+
+def _default_encoders() -> dict[str, EncoderSpec]:
+    return {
+        "image": EncoderSpec(family="clip", model="ViT-B-32", pretrained="laion2b_s34b_b79k", input="image"),
+        "title": EncoderSpec(family="clip", model="ViT-B-32", pretrained="laion2b_s34b_b79k", input="title"),
+    }
+
+
+class Settings(Strict):
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    encoders: dict[str, EncoderSpec] = Field(default_factory=_default_encoders)
+    encode: EncodeSettings = Field(default_factory=EncodeSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+
+    @model_validator(mode="after")
+    def _features_are_encoders(self) -> "Settings":
+        unknown = [f for f in self.train.features if f not in self.encoders]
+        if unknown:
+            raise ValueError(
+                f"train.features names {unknown}, which are not in encoders ({sorted(self.encoders)})"
+            )
+        return self
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+def _format_errors(path: Path | None, err: ValidationError) -> str:
+    where = str(path) if path else "built-in defaults"
+    lines = [f"invalid config {where}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and "input" in e and not isinstance(e["input"], dict) else ""))
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, warehouse: str | Path | None = None) -> Settings:
+    """Settings from a YAML file (or defaults), with `warehouse` overriding warehouse.path.
+
+    `path` and `warehouse` fall back to VITRINE_CONFIG and VITRINE_WAREHOUSE.
+    """
+    path = path or os.environ.get("VITRINE_CONFIG") or None
+    warehouse = warehouse or os.environ.get("VITRINE_WAREHOUSE") or None
+    data: dict = {}
+    p = Path(path) if path else None
+    if p is not None:
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config {p} is not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {p}: the top level must be a mapping of sections")
+        data = loaded
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(p, e)) from None
+    if warehouse:
+        settings.warehouse.path = Path(warehouse)
+    return settings

@@ -1,0 +1,57 @@
+"""Settings of the heads room: targets, features, head types and training knobs."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from warehouse.settings import Strict
+
+
+class LightGBMSettings(Strict):
+    num_boost_round: int = Field(300, ge=1)
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    reduce_dim: int = Field(64, ge=0, description="PCA components per encoder before trees (0 = raw)")
+    early_stopping_rounds: int = 30
+
+
+class MLPSettings(Strict):
+    hidden: int = 512
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    max_epochs: int = 60
+    patience: int = 6
+
+
+class TrainSettings(Strict):
+    features: list[str] = Field(default_factory=lambda: ["image", "title"], description="encoder names")
+    classification_targets: list[str] = Field(
+        default_factory=lambda: [
+            "master_category",
+            "sub_category",
+            "article_type",
+            "gender",
+            "usage",
+            "base_colour",
+            "season",
+        ]
+    )
+    regression_targets: list[str] = Field(default_factory=lambda: ["price"])
+    heads: list[Literal["lightgbm", "mlp"]] = Field(default_factory=lambda: ["mlp"])
+    seed: int = 0
+    test_size: float = Field(0.2, gt=0, lt=1)
+    val_size: float = Field(0.1, gt=0, lt=1)
+    min_class_count: int = Field(
+        10, ge=2, description="classes with fewer labelled rows are merged into '__other__'"
+    )
+    lightgbm: LightGBMSettings = Field(default_factory=LightGBMSettings)
+    mlp: MLPSettings = Field(default_factory=MLPSettings)
+
+
+class ScoreSettings(Strict):
+    top_k: int = Field(3, ge=1)
+    reclass_threshold: float = Field(0.8, ge=0, le=1)
+    batch_rows: int = Field(8192, ge=1)

@@ -1,0 +1,87 @@
+"""Where every table lives inside one warehouse directory.
+
+One place names the paths so that writers, readers and the DuckDB views can never disagree.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-system safe form of an id (encoder ids contain '/' and ':')."""
+    return _SAFE.sub("_", name).strip("_")
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    root: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "vitrine.duckdb"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / "_locks"
+
+    @property
+    def products_path(self) -> Path:
+        return self.root / "products" / "products.parquet"
+
+    @property
+    def image_cache_path(self) -> Path:
+        """stat → hash cache that lets an unchanged re-ingest skip reading images."""
+        return self.root / "products" / "_image_stat_cache.parquet"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.root / "rejects"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def embeddings_root(self) -> Path:
+        return self.root / "embeddings"
+
+    def embeddings_dir(self, encoder_id: str) -> Path:
+        return self.embeddings_root / safe_name(encoder_id)
+
+    @property
+    def models_root(self) -> Path:
+        return self.root / "models"
+
+    def model_dir(self, model_id: str) -> Path:
+        return self.models_root / safe_name(model_id)
+
+    @property
+    def models_registry_path(self) -> Path:
+        return self.models_root / "registry.parquet"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.root / "predictions"
+
+    def table_dirs(self) -> list[Path]:
+        return [
+            self.products_path.parent,
+            self.rejects_dir,
+            self.runs_dir,
+            self.embeddings_root,
+            self.models_root,
+            self.predictions_dir,
+            self.lock_dir,
+        ]
+
+
+def open_warehouse(root: str | Path) -> Warehouse:
+    """Open (and on first use create) a warehouse directory."""
+    wh = Warehouse(Path(root).expanduser().resolve())
+    for d in wh.table_dirs():
+        d.mkdir(parents=True, exist_ok=True)
+    return wh
