@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from warehouse import schemas
 from warehouse.atomic import read_metadata, visible_parquet_files, write_parquet_atomic
+from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse
 from warehouse.tables import now_utc
 
@@ -24,7 +25,7 @@ ID_KEY = "vitrine.encoder_id"
 DIM_KEY = "vitrine.dim"
 
 
-class EncoderMismatch(ValueError):
+class EncoderMismatch(VitrineError):
     """Vectors on disk were made by another encoder or have another dimension."""
 
 

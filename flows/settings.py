@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from features.settings import EncodeSettings, EncoderSpec
 from heads.settings import ScoreSettings, TrainSettings
+from warehouse.errors import VitrineError
 from warehouse.settings import IngestSettings, Strict, WarehouseSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -56,7 +57,7 @@ class Settings(Strict):
         return self
 
 
-class ConfigError(Exception):
+class ConfigError(VitrineError):
     """A config that cannot be used; the message names the file and the key."""
 
 

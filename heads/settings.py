@@ -14,6 +14,14 @@ class LightGBMSettings(Strict):
     num_leaves: int = 31
     reduce_dim: int = Field(64, ge=0, description="PCA components per encoder before trees (0 = raw)")
     early_stopping_rounds: int = 30
+    min_data_in_leaf: int = Field(20, ge=1)
+    num_threads: int = Field(2, ge=1)
+    stack_linear: bool = Field(
+        True, description="add out-of-fold linear-model scores (class probabilities / log price) as tree inputs"
+    )
+    stack_dim: int = Field(256, ge=1, description="PCA components per encoder seen by the stacked linear model")
+    stack_folds: int = Field(5, ge=2)
+    quantiles: tuple[float, float] = Field((0.1, 0.9), description="prediction interval of regression targets")
 
 
 class MLPSettings(Strict):
@@ -24,6 +32,8 @@ class MLPSettings(Strict):
     batch_size: int = 256
     max_epochs: int = 60
     patience: int = 6
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads while training (None: unchanged)")
+    quantiles: tuple[float, float] = Field((0.1, 0.9), description="pinball-loss outputs giving the price interval")
 
 
 class TrainSettings(Strict):
@@ -47,6 +57,7 @@ class TrainSettings(Strict):
     min_class_count: int = Field(
         10, ge=2, description="classes with fewer labelled rows are merged into '__other__'"
     )
+    confusion_top_n: int = Field(20, ge=2, description="confusion-matrix PNGs show the N most frequent classes")
     lightgbm: LightGBMSettings = Field(default_factory=LightGBMSettings)
     mlp: MLPSettings = Field(default_factory=MLPSettings)
 

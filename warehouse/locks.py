@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 from filelock import FileLock, Timeout
 
+from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse
 
 
-class WarehouseBusy(RuntimeError):
+class WarehouseBusy(VitrineError):
     """Another process holds the writer lock longer than we were willing to wait."""
 
 

@@ -1,0 +1,95 @@
+"""Reader: turns the products still to encode into model-ready batches.
+
+Images are opened, decoded, converted and transformed inside DataLoader worker processes, so
+that decoding overlaps the forward pass in the main process. A file that fails to decode does
+not stop the batch: it comes back as a named failure next to the batch's good rows. Titles are
+tokenised in the main process (fast tokenisers; no worker start-up cost), in length-sorted
+batches so that padding to the longest title of a batch pads little.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass
+class Batch:
+    """Rows of one batch that made it (ids, hashes, model input) and those that did not."""
+
+    product_ids: list[str]
+    content_hashes: list[str]
+    inputs: Any
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+
+class ImageFiles(Dataset):
+    """(product_id, content_hash, path) rows → (product_id, content_hash, tensor | None, error | None)."""
+
+    def __init__(self, product_ids: Sequence[str], hashes: Sequence[str], paths: Sequence[str], preprocess: Callable) -> None:
+        self.product_ids = list(product_ids)
+        self.hashes = list(hashes)
+        self.paths = list(paths)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[str, str, torch.Tensor | None, str | None]:
+        try:
+            with Image.open(self.paths[i]) as im:
+                im.load()
+                tensor = self.preprocess(im.convert("RGB"))
+            return self.product_ids[i], self.hashes[i], tensor, None
+        except Exception as e:  # any decode error of one file must not stop the run
+            return self.product_ids[i], self.hashes[i], None, f"{type(e).__name__}: {e}"
+
+
+def collate_images(rows: list[tuple[str, str, torch.Tensor | None, str | None]]) -> Batch:
+    good = [r for r in rows if r[2] is not None]
+    inputs = torch.stack([r[2] for r in good]) if good else None
+    return Batch([r[0] for r in good], [r[1] for r in good], inputs, [(r[0], r[3] or "") for r in rows if r[2] is None])
+
+
+def image_batches(
+    product_ids: Sequence[str],
+    hashes: Sequence[str],
+    paths: Sequence[str],
+    preprocess: Callable,
+    batch_size: int,
+    num_workers: int,
+) -> Iterator[Batch]:
+    """Batches of decoded images in input order, decoded by `num_workers` processes."""
+    if not paths:
+        return iter(())
+    loader = DataLoader(
+        ImageFiles(product_ids, hashes, paths, preprocess),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate_images,
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+    return iter(loader)
+
+
+def text_batches(
+    product_ids: Sequence[str],
+    hashes: Sequence[str],
+    titles: Sequence[str],
+    tokenize: Callable[[list[str]], Any],
+    batch_size: int,
+) -> Iterator[Batch]:
+    """Tokenised batches of titles, sorted by length so each batch pads to a similar length."""
+    order = sorted(range(len(titles)), key=lambda i: len(titles[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield Batch([product_ids[i] for i in idx], [hashes[i] for i in idx], tokenize([titles[i] for i in idx]))

@@ -1,0 +1,306 @@
+"""The `vitrine` command: thin wiring from arguments to the rooms' functions.
+
+Every command that writes goes through warehouse.session.write_session (lock + run row + views).
+Errors a user can fix (VitrineError) are printed as one message and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.settings import Settings, load_settings
+from warehouse import open_warehouse
+from warehouse.errors import VitrineError
+from warehouse.session import write_session
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitrine: embeddings once, light heads, predictions in DuckDB.")
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[Optional[Path], typer.Option("--config", envvar="VITRINE_CONFIG", help="YAML config file")] = None,
+    warehouse: Annotated[Optional[Path], typer.Option("--warehouse", envvar="VITRINE_WAREHOUSE", help="warehouse directory")] = None,
+) -> None:
+    ctx.obj = {"settings": load_settings(config, warehouse)}
+
+
+def session(settings: Settings, flow: str, parameters: dict):
+    wh = open_warehouse(settings.warehouse.path)
+    return wh, write_session(
+        wh, flow, parameters, settings.warehouse.lock_timeout_s, reclass_threshold=settings.score.reclass_threshold
+    )
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False, disable=not console.is_terminal and not sys.stderr.isatty() and False,
+    )
+
+
+# -- ingest / sql / status --------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="catalog folder or CSV/Parquet file")],
+    preset: Annotated[Optional[str], typer.Option(help="fashion-product-images | myntra | generic | auto")] = None,
+) -> None:
+    """Validate a catalog snapshot and merge it into products (bad rows go to rejects)."""
+    from warehouse.ingest import ingest as run_ingest
+
+    s = _settings(ctx)
+    if preset not in (None, "auto", "fashion-product-images", "myntra", "generic"):
+        raise VitrineError(f"unknown preset {preset!r}: use fashion-product-images, myntra, generic or auto")
+    wh, sess = session(s, "ingest", {"path": str(path), "preset": preset or s.ingest.preset})
+    with sess as run, progress_bar() as bar:
+        task = bar.add_task("checking images", total=None)
+
+        def on_progress(stage: str, advance: int, total: int | None) -> None:
+            bar.update(task, advance=advance, total=total)
+
+        summary = run_ingest(wh, path, s.ingest, preset, on_progress)
+        run.counts = summary.as_dict()
+    print_summary("ingest", summary.as_dict(), keys=["new", "updated", "unchanged", "repaired", "rejected", "images_missing", "images_unreadable", "seconds"])
+    if summary.rejected:
+        console.print(f"[yellow]{summary.rejected} rows rejected[/]: vitrine sql \"SELECT line, reason, raw FROM rejects\"")
+
+
+def print_summary(title: str, data: dict, keys: list[str] | None = None) -> None:
+    t = Table(title=title, show_header=False)
+    for k in keys or list(data):
+        t.add_row(k.replace("_", " "), str(data.get(k)))
+    out.print(t)
+
+
+@app.command()
+def sql(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="DuckDB SQL over products, rejects, runs, predictions, ...")],
+    format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Run DuckDB SQL over the warehouse's tables and views (never blocks a writer)."""
+    import duckdb
+
+    from warehouse.views import connect
+
+    s = _settings(ctx)
+    if format not in ("table", "csv", "json"):
+        raise VitrineError(f"unknown format {format!r}: use table, csv or json")
+    con = connect(open_warehouse(s.warehouse.path), s.score.reclass_threshold)
+    try:
+        cur = con.execute(query)
+    except duckdb.Error as e:
+        raise VitrineError(f"query failed: {e}") from None
+    if cur.description is None:
+        return
+    cols = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    if format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    elif format == "json":
+        sys.stdout.write(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1) + "\n")
+    else:
+        t = Table(*cols)
+        for r in rows:
+            t.add_row(*("NULL" if v is None else str(v) for v in r))
+        out.print(t)
+        out.print(f"{len(rows)} rows")
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Row counts of every table and the last runs."""
+    from warehouse.views import connect
+
+    s = _settings(ctx)
+    wh = open_warehouse(s.warehouse.path)
+    con = connect(wh, s.score.reclass_threshold)
+    t = Table("table", "rows", title=f"warehouse {wh.root}")
+    for name in ("products", "rejects", "predictions", "latest_predictions", "reclassification_candidates", "models"):
+        t.add_row(name, str(con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]))
+    for enc, dim, view, n in con.execute("SELECT * FROM encoders ORDER BY encoder_id").fetchall():
+        t.add_row(f"{view} ({dim}-d)", str(n))
+    out.print(t)
+    runs = con.execute(
+        "SELECT run_id, flow, status, started_at, finished_at, message FROM runs ORDER BY started_at DESC LIMIT 10"
+    ).fetchall()
+    r = Table("run", "flow", "status", "started", "finished", "message", title="last runs")
+    for row in runs:
+        r.add_row(*("" if v is None else str(v) for v in row))
+    out.print(r)
+
+
+# -- encode / train / models / evaluate / predict ------------------------------------------------
+
+
+@app.command()
+def encode(
+    ctx: typer.Context,
+    encoder: Annotated[Optional[list[str]], typer.Option("--encoder", help="encoder name from the config (repeatable)")] = None,
+) -> None:
+    """Encode every product whose current content has no vector yet."""
+    from features.encode import encode as run_encode
+
+    s = _settings(ctx)
+    unknown = [e for e in encoder or [] if e not in s.encoders]
+    if unknown:
+        raise VitrineError(f"unknown encoder {unknown}: the config declares {sorted(s.encoders)}")
+    wh, sess = session(s, "encode", {"encoders": encoder or sorted(s.encoders)})
+    with sess as run:
+        reports = run_encode(wh, s.encoders, s.encode, names=encoder or None, progress=True)
+        run.counts = {r.name: {"encoded": r.encoded, "already_stored": r.already_stored, "failed": len(r.failed)} for r in reports}
+    t = Table("encoder", "id", "dim", "candidates", "already stored", "encoded", "no input", "failed", "seconds", title="encode")
+    for r in reports:
+        t.add_row(r.name, r.encoder_id, str(r.dim), str(r.candidates), str(r.already_stored), str(r.encoded), str(r.skipped_no_input), str(len(r.failed)), f"{r.seconds:.1f}")
+    out.print(t)
+    for r in reports:
+        for pid, why in r.failed[:10]:
+            console.print(f"[yellow]{r.name}: product {pid}: {why}[/]")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    head: Annotated[str, typer.Option(help="lightgbm | mlp | both")] = "mlp",
+    target: Annotated[Optional[list[str]], typer.Option("--target", help="train only these targets (repeatable)")] = None,
+) -> None:
+    """Train heads on the stored embeddings and register them (the better one becomes current)."""
+    from heads.train import train as run_train
+
+    s = _settings(ctx)
+    if head not in ("lightgbm", "mlp", "both"):
+        raise VitrineError(f"unknown head {head!r}: use lightgbm, mlp or both")
+    wh, sess = session(s, "train", {"head": head, "targets": target})
+    with sess as run:
+        models = run_train(wh, s, head=head, targets=target or None, progress=True)
+        run.counts = {"models": [m.model_id for m in models]}
+    for m in models:
+        out.print(f"[bold]{m.model_id}[/] ({m.head}) targets {', '.join(m.targets)} → report {m.report_path}")
+
+
+@app.command()
+def models(ctx: typer.Context) -> None:
+    """List registered models; the current one per target set is marked."""
+    from heads.registry import list_models
+
+    s = _settings(ctx)
+    rows = list_models(open_warehouse(s.warehouse.path))
+    t = Table("model_id", "head", "targets", "rows", "trained_at", "current")
+    for m in rows:
+        t.add_row(m["model_id"], m["head"], ", ".join(m["targets"]), str(m["training_rows"]), str(m["trained_at"])[:19], "✓" if m["is_current"] else "")
+    out.print(t)
+
+
+@app.command()
+def evaluate(ctx: typer.Context, model_id: str) -> None:
+    """Print a model's evaluation report (metrics on its held-out test split)."""
+    from heads.evaluate import evaluate as run_evaluate
+
+    s = _settings(ctx)
+    report = run_evaluate(open_warehouse(s.warehouse.path), model_id)
+    p = Path(str(report))
+    out.print(p.read_text() if len(str(report)) < 4096 and p.is_file() else report)
+
+
+@app.command()
+def predict(
+    ctx: typer.Context,
+    all: Annotated[bool, typer.Option("--all", help="re-score every product, not only new content")] = False,
+) -> None:
+    """Score every product whose current content has no prediction from the current model."""
+    from heads.score import score
+
+    s = _settings(ctx)
+    wh, sess = session(s, "score", {"all": all})
+    with sess as run:
+        summary = score(wh, s, run.run_id, rescore_all=all)
+        run.counts = summary.as_dict()
+    print_summary("predict", summary.as_dict())
+
+
+# -- flows ----------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    flow: Annotated[str, typer.Argument(help="nightly | ingest | encode | train | score")],
+    source: Annotated[Optional[Path], typer.Option(help="catalog snapshot to ingest (nightly, ingest)")] = None,
+) -> None:
+    """Run one Prefect flow once, locally (an ephemeral Prefect API, no server to start)."""
+    from flows import flows as F
+
+    s = _settings(ctx)
+    fns = {"nightly": F.nightly, "ingest": F.ingest_flow, "encode": F.encode_flow, "train": F.train_flow, "score": F.score_flow}
+    if flow not in fns:
+        raise VitrineError(f"unknown flow {flow!r}: use {', '.join(fns)}")
+    source = source or s.schedule.source
+    if flow in ("nightly", "ingest") and source is None:
+        raise VitrineError(f"'{flow}' needs --source PATH (or schedule.source in the config)")
+    kwargs = {"settings": s.model_dump(mode="json")}
+    if flow in ("nightly", "ingest"):
+        kwargs["source"] = str(source)
+    result = fns[flow](**kwargs)
+    out.print_json(data=result)
+
+
+@app.command()
+def serve(ctx: typer.Context) -> None:
+    """Serve the deployments (nightly on its cron schedule, and the other flows) from this process."""
+    from flows.deployments import serve_all
+
+    serve_all(_settings(ctx))
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    fresh: Annotated[bool, typer.Option(help="wipe the demo warehouse first")] = True,
+) -> None:
+    """Ingest the bundled sample, encode, train, score, and show what came out."""
+    from flows.demo import run_demo
+
+    run_demo(ctx.obj.get("config_path"), _settings(ctx), fresh=fresh, console=out)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except VitrineError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

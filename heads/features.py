@@ -1,0 +1,145 @@
+"""Assemble the feature inputs of a head: one vector block per encoder id, plus which rows have it.
+
+Heads never read files themselves: vectors come in bulk from the embedding store
+(`EmbeddingStore.read_matrix`), matched on the product's *current* content hash of the encoder's
+input (image bytes or title text), so a stale vector is treated as missing rather than mixed in.
+A product missing a modality keeps a zero block and a False in `found`; each head turns `found`
+into a missing-indicator input, so it knows the difference between "absent" and "zero".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from features.identity import encoder_id as make_encoder_id
+from features.store import EmbeddingStore
+from warehouse.layout import Warehouse
+
+HASH_COLUMN = {"image": "image_sha256", "title": "title_sha256"}
+
+
+class FeatureMismatch(ValueError):
+    """Features come from encoder ids or dimensions the model was not trained on."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One encoder's slot in the feature vector: its id, its input kind and its dimension."""
+
+    name: str
+    encoder_id: str
+    input: str
+    dim: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Block":
+        return cls(name=d["name"], encoder_id=d["encoder_id"], input=d["input"], dim=d.get("dim"))
+
+
+@dataclass
+class Features:
+    """Per-encoder matrices aligned to `product_ids`; missing rows are zeros with found=False."""
+
+    product_ids: list[str]
+    blocks: list[Block]
+    matrices: dict[str, np.ndarray]
+    found: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return len(self.product_ids)
+
+    def take(self, idx: np.ndarray) -> "Features":
+        """The rows `idx`, e.g. one split."""
+        return Features(
+            [self.product_ids[i] for i in idx],
+            self.blocks,
+            {k: v[idx] for k, v in self.matrices.items()},
+            {k: v[idx] for k, v in self.found.items()},
+        )
+
+    def any_found(self) -> np.ndarray:
+        out = np.zeros(self.n, dtype=bool)
+        for m in self.found.values():
+            out |= m
+        return out
+
+
+def blocks_from_settings(settings, names: Sequence[str] | None = None) -> list[Block]:
+    """The feature blocks named by `settings.train.features` (or `names`), dims not yet known."""
+    names = list(names) if names is not None else list(settings.train.features)
+    out = []
+    for name in names:
+        if name not in settings.encoders:
+            raise KeyError(f"feature {name!r} is not a configured encoder ({sorted(settings.encoders)})")
+        spec = settings.encoders[name]
+        out.append(Block(name=name, encoder_id=make_encoder_id(spec), input=spec.input))
+    return out
+
+
+def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True) -> Features:
+    """Bulk-read every block's vectors for the products (columns product_id + *_sha256).
+
+    Blocks with a known `dim` (a trained model's) refuse a store holding another dimension.
+    """
+    ids = products["product_id"].to_pylist()
+    mats: dict[str, np.ndarray] = {}
+    found: dict[str, np.ndarray] = {}
+    resolved: list[Block] = []
+    for b in blocks:
+        if b.input not in HASH_COLUMN:
+            raise ValueError(f"encoder {b.encoder_id!r} has unknown input {b.input!r}")
+        store = EmbeddingStore(wh, b.encoder_id)
+        if store.dim is None:
+            if b.dim is None:
+                if require_vectors:
+                    raise FeatureMismatch(
+                        f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first"
+                    )
+                raise FeatureMismatch(f"encoder {b.encoder_id!r} has no vectors and no known dimension")
+            mats[b.encoder_id] = np.zeros((len(ids), b.dim), dtype=np.float32)
+            found[b.encoder_id] = np.zeros(len(ids), dtype=bool)
+            resolved.append(b)
+            continue
+        if b.dim is not None and store.dim != b.dim:
+            raise FeatureMismatch(
+                f"encoder {b.encoder_id!r} stores {store.dim}-d vectors but the model was trained on {b.dim}-d ones"
+            )
+        hashes = products[HASH_COLUMN[b.input]].to_pylist()
+        m, f = store.read_matrix(ids, hashes)
+        mats[b.encoder_id], found[b.encoder_id] = m, f
+        resolved.append(Block(b.name, b.encoder_id, b.input, int(store.dim)))
+    return Features(ids, resolved, mats, found)
+
+
+def check_features(features: Features, trained: Sequence[Block]) -> None:
+    """Refuse features whose encoder ids or dimensions differ from the trained ones."""
+    want = {b.encoder_id: b.dim for b in trained}
+    have = {eid: m.shape[1] for eid, m in features.matrices.items()}
+    unknown = sorted(set(have) - set(want))
+    if unknown:
+        raise FeatureMismatch(f"model was not trained on encoder ids {unknown}; it expects {sorted(want)}")
+    absent = sorted(set(want) - set(have))
+    if absent:
+        raise FeatureMismatch(f"features lack encoder ids {absent} that the model was trained on")
+    for eid, d in want.items():
+        if have[eid] != d:
+            raise FeatureMismatch(f"encoder {eid!r}: model was trained on {d}-d vectors, got {have[eid]}-d")
+
+
+def from_arrays(product_ids: Sequence[str], blocks: Sequence[Block], arrays: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Features:
+    """Features from in-memory (matrix, found) pairs keyed by encoder id (tests, benchmarks)."""
+    mats = {k: np.asarray(v[0], dtype=np.float32) for k, v in arrays.items()}
+    found = {k: np.asarray(v[1], dtype=bool) for k, v in arrays.items()}
+    return Features(list(product_ids), list(blocks), mats, found)
+
+
+def coverage(features: Features) -> dict[str, float]:
+    """Share of rows that have a fresh vector, per encoder id (reported, and warned about)."""
+    return {eid: float(f.mean()) if f.size else 0.0 for eid, f in features.found.items()}

@@ -1,0 +1,123 @@
+"""Metrics, computed by scikit-learn so that the numbers mean what everyone expects.
+
+Classification: accuracy, macro-F1, weighted-F1 (over the classes present in truth or prediction,
+scikit-learn's default), top-3 accuracy over the model's full class list. Regression (price):
+R² on log price and on price, MAE and MAPE in the original unit, and the share of true values
+inside the predicted interval.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    r2_score,
+    top_k_accuracy_score,
+)
+
+
+def top_k(y_true: np.ndarray, proba: np.ndarray, k: int = 3) -> float:
+    """Top-k accuracy with every class of the model as a candidate (k >= classes gives 1.0)."""
+    n_classes = proba.shape[1]
+    if k >= n_classes:
+        return 1.0
+    score = proba[:, 1] if n_classes == 2 else proba
+    return float(top_k_accuracy_score(y_true, score, k=k, labels=np.arange(n_classes)))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict:
+    """Metrics of rows with a label (y_true >= 0) given class probabilities (n, C)."""
+    keep = y_true >= 0
+    y, p = y_true[keep], proba[keep]
+    if len(y) == 0:
+        return {"n": 0}
+    pred = p.argmax(axis=1)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro")),
+        "weighted_f1": float(f1_score(y, pred, average="weighted")),
+        "top3_accuracy": top_k(y, p, 3),
+    }
+
+
+def regression_metrics(y_log: np.ndarray, pred_log: np.ndarray, lower_log: np.ndarray, upper_log: np.ndarray) -> dict:
+    """Metrics of rows with a finite log target; predictions in log space, reported in both."""
+    keep = np.isfinite(y_log)
+    if keep.sum() == 0:
+        return {"n": 0}
+    yl, pl = y_log[keep], pred_log[keep]
+    y, p = np.exp(yl), np.exp(pl)
+    lo, hi = np.exp(lower_log[keep]), np.exp(upper_log[keep])
+    return {
+        "n": int(keep.sum()),
+        "r2_log": float(r2_score(yl, pl)),
+        "r2": float(r2_score(y, p)),
+        "mae": float(mean_absolute_error(y, p)),
+        "mape": float(mean_absolute_percentage_error(y, p)),
+        "interval_coverage": float(np.mean((y >= lo) & (y <= hi))),
+        "interval_median_width": float(np.median(hi - lo)),
+    }
+
+
+def headline(kind: str, m: dict) -> float | None:
+    """The one number a head is chosen by on validation: accuracy, or R² on log for regression."""
+    return m.get("accuracy") if kind == "classification" else m.get("r2_log")
+
+
+def confusion_png(
+    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], path: Path, top_n: int = 20, title: str = ""
+) -> Path | None:
+    """Row-normalised confusion matrix of the `top_n` most frequent true classes.
+
+    With many classes (article_type has ~140) a full matrix is unreadable; the rest of the classes
+    are pooled into one '(rest)' row and column so that no row's mass disappears.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = y_true >= 0
+    y, pred = y_true[keep], proba[keep].argmax(axis=1)
+    if len(y) == 0:
+        return None
+    counts = np.bincount(y, minlength=len(classes))
+    order = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0][:top_n]
+    names = [classes[i] for i in order]
+    rest = len(order) < int((counts > 0).sum()) or bool(np.any(~np.isin(pred, order)))
+    remap = np.full(len(classes), len(order) if rest else -1)
+    remap[order] = np.arange(len(order))
+    yt, yp = remap[y], remap[pred]
+    if rest:
+        names.append("(rest)")
+    cm = confusion_matrix(yt, yp, labels=np.arange(len(names)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = cm / cm.sum(axis=1, keepdims=True)
+    norm = np.nan_to_num(norm)
+    size = max(4.0, 0.42 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(names) <= 25:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,77 @@
+"""Train / validation / test split: stratified, seeded, one split shared by every target and head.
+
+One split for the whole target set keeps the multi-target MLP and the per-target LightGBM models
+comparable (the same test rows), and makes `--head both` a fair comparison. Stratification is on
+the first classification target (NULL labels are their own stratum), or on deciles of the first
+regression target. Strata too small to be split are pooled; if scikit-learn still refuses, the
+split falls back to a plain shuffled one and says so (`stratified_on` is None).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from heads.targets import TargetSpec
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    stratified_on: str | None
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def strata_for(specs: list[TargetSpec], encoded: dict[str, np.ndarray]) -> tuple[str | None, np.ndarray | None]:
+    """Stratum per row: the first classification target's class, else a decile of the first regression one."""
+    for s in specs:
+        if s.kind == "classification":
+            return s.name, encoded[s.name].astype(str)
+    for s in specs:
+        if s.kind == "regression":
+            y = encoded[s.name]
+            ok = np.isfinite(y)
+            out = np.full(len(y), "nan", dtype=object)
+            if ok.any():
+                edges = np.unique(np.quantile(y[ok], np.linspace(0, 1, 11)[1:-1]))
+                out[ok] = np.digitize(y[ok], edges).astype(str)
+            return s.name, out.astype(str)
+    return None, None
+
+
+def _pool_small(strata: np.ndarray, minimum: int) -> np.ndarray:
+    counts = Counter(strata.tolist())
+    small = {k for k, n in counts.items() if n < minimum}
+    if not small:
+        return strata
+    return np.where(np.isin(strata, list(small)), "__pooled__", strata)
+
+
+def _split_two(idx: np.ndarray, strata: np.ndarray | None, size: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    if strata is not None:
+        s = _pool_small(strata[idx], 2)
+        try:
+            a, b = train_test_split(idx, test_size=size, random_state=seed, stratify=s)
+            return a, b, True
+        except ValueError:
+            pass
+    a, b = train_test_split(idx, test_size=size, random_state=seed, shuffle=True)
+    return a, b, False
+
+
+def make_split(n: int, strata: np.ndarray | None, stratum_name: str | None, test_size: float, val_size: float, seed: int) -> Split:
+    """Indices of train, val (early stopping only) and test (reporting only) rows, each sorted."""
+    idx = np.arange(n)
+    if n < 3:
+        raise ValueError(f"need at least 3 labelled products to split, have {n}")
+    rest, test, ok1 = _split_two(idx, strata, test_size, seed)
+    val_share = min(val_size / (1.0 - test_size), 0.9)
+    train, val, ok2 = _split_two(rest, strata, val_share, seed + 1)
+    on = stratum_name if (strata is not None and ok1 and ok2) else None
+    return Split(np.sort(train), np.sort(val), np.sort(test), on)

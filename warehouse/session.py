@@ -1,0 +1,34 @@
+"""A write session: the writer lock, the run's row, and fresh views once the write is done.
+
+Every command and flow that changes the warehouse goes through here, so none of them can forget
+the lock or leave a run without its final status.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from warehouse.layout import Warehouse
+from warehouse.locks import writer_lock
+from warehouse.runs import Run, tracked_run
+from warehouse.views import DEFAULT_RECLASS_THRESHOLD, refresh_catalog
+
+
+@contextlib.contextmanager
+def write_session(
+    wh: Warehouse,
+    flow: str,
+    parameters: dict,
+    lock_timeout_s: float = 0.0,
+    run_id: str | None = None,
+    reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD,
+    lock: bool = True,
+) -> Iterator[Run]:
+    """Hold the writer lock (unless the caller already does) for one tracked run."""
+    held = writer_lock(wh, timeout=lock_timeout_s) if lock else contextlib.nullcontext()
+    with held:
+        try:
+            with tracked_run(wh, flow, parameters, run_id) as run:
+                yield run
+        finally:
+            refresh_catalog(wh, reclass_threshold)
