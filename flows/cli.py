@@ -247,20 +247,19 @@ def run(
     source: Annotated[Optional[Path], typer.Option(help="catalog snapshot to ingest (nightly, ingest)")] = None,
 ) -> None:
     """Run one Prefect flow once, locally (an ephemeral Prefect API, no server to start)."""
-    from flows import flows as F
+    from flows.flows import FLOWS, run_flow
 
     s = _settings(ctx)
-    fns = {"nightly": F.nightly, "ingest": F.ingest_flow, "encode": F.encode_flow, "train": F.train_flow, "score": F.score_flow}
-    if flow not in fns:
-        raise VitrineError(f"unknown flow {flow!r}: use {', '.join(fns)}")
+    if flow not in FLOWS:
+        raise VitrineError(f"unknown flow {flow!r}: use {', '.join(FLOWS)}")
     source = source or s.schedule.source
     if flow in ("nightly", "ingest") and source is None:
         raise VitrineError(f"'{flow}' needs --source PATH (or schedule.source in the config)")
-    kwargs = {"settings": s.model_dump(mode="json")}
-    if flow in ("nightly", "ingest"):
-        kwargs["source"] = str(source)
-    result = fns[flow](**kwargs)
-    out.print_json(data=result)
+    kwargs = {"source": str(source)} if flow in ("nightly", "ingest") else {}
+    result = run_flow(flow, s, **kwargs)
+    import json as _json
+
+    out.print_json(_json.dumps(result, default=str))
 
 
 @app.command()

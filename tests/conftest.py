@@ -9,6 +9,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Tests never reach for a model hub; the demo's real models come from the seeded cache, if any.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_seeded = Path(__file__).resolve().parent.parent / ".hf-cache"
+if "HF_HOME" not in os.environ and _seeded.is_dir():
+    os.environ["HF_HOME"] = str(_seeded)
+
 
 def run_cli(*args: str, warehouse: Path | None = None, config: Path | None = None, check: bool = True, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `vitrine` command in a subprocess, as a user would."""

@@ -1,0 +1,216 @@
+"""Prefect flows over the plain functions of warehouse/, features/ and heads/.
+
+Each flow takes the settings as a JSON-able dict (or a config path, for deployments), holds the
+warehouse writer lock for its whole run (a second run at once waits `lock_timeout_s`, then stops
+with a clear message), and records itself in the `runs` table. Tasks only call the rooms'
+functions: everything a test wants is testable without Prefect.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.settings import Settings, load_settings
+from warehouse import open_warehouse
+from warehouse.session import write_session
+
+
+def resolve_settings(settings: dict | Settings | None = None, config: str | None = None) -> Settings:
+    if isinstance(settings, Settings):
+        return settings
+    if settings:
+        return Settings.model_validate(settings)
+    return load_settings(config)
+
+
+def _open(s: Settings):
+    return open_warehouse(s.warehouse.path)
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+@task(name="ingest")
+def ingest_task(settings: dict, source: str) -> dict:
+    from warehouse.ingest import ingest
+
+    s = resolve_settings(settings)
+    return ingest(_open(s), source, s.ingest).as_dict()
+
+
+@task(name="encode-shard")
+def encode_shard(settings: dict, shard: tuple[int, int]) -> list[dict]:
+    from features.encode import encode
+
+    s = resolve_settings(settings)
+    reports = encode(_open(s), s.encoders, s.encode, shard=tuple(shard), progress=False)
+    return [{k: v for k, v in asdict(r).items() if k != "failed"} | {"failed": len(r.failed)} for r in reports]
+
+
+@task(name="train")
+def train_task(settings: dict, head: str, targets: list[str] | None) -> list[dict]:
+    from heads.train import train
+
+    s = resolve_settings(settings)
+    return [{"model_id": m.model_id, "head": m.head, "targets": list(m.targets)} for m in train(_open(s), s, head=head, targets=targets, progress=False)]
+
+
+@task(name="score")
+def score_task(settings: dict, run_id: str, rescore_all: bool) -> dict:
+    from heads.score import score
+
+    s = resolve_settings(settings)
+    return score(_open(s), s, run_id, rescore_all=rescore_all).as_dict()
+
+
+def _retrying(t, s: Settings):
+    return t.with_options(retries=s.runner.retries, retry_delay_seconds=s.runner.retry_delay_s)
+
+
+def encode_sharded(s: Settings) -> dict:
+    """Split encoding into `encode.shards` tasks; they write disjoint chunks, so order is free."""
+    sd = s.model_dump(mode="json")
+    n = s.encode.shards
+    futures = [_retrying(encode_shard, s).submit(sd, (i, n)) for i in range(n)]
+    totals: dict[str, dict] = {}
+    for f in futures:
+        for r in f.result():
+            t = totals.setdefault(r["name"], {"encoder_id": r["encoder_id"], "candidates": 0, "already_stored": 0, "encoded": 0, "skipped_no_input": 0, "failed": 0})
+            for k in ("candidates", "already_stored", "encoded", "skipped_no_input", "failed"):
+                t[k] += r[k]
+    return totals
+
+
+# -- flows ----------------------------------------------------------------------------------
+
+
+def _session(s: Settings, name: str, params: dict):
+    return write_session(_open(s), name, params, s.warehouse.lock_timeout_s, reclass_threshold=s.score.reclass_threshold)
+
+
+@flow(name="vitrine-ingest")
+def ingest_flow(source: str, settings: dict | None = None, config: str | None = None) -> dict:
+    s = resolve_settings(settings, config)
+    with _session(s, "ingest", {"source": source}) as run:
+        run.counts = _retrying(ingest_task, s)(s.model_dump(mode="json"), source)
+    return run.counts
+
+
+@flow(name="vitrine-encode")
+def encode_flow(settings: dict | None = None, config: str | None = None) -> dict:
+    s = resolve_settings(settings, config)
+    with _session(s, "encode", {"shards": s.encode.shards}) as run:
+        run.counts = encode_sharded(s)
+    return run.counts
+
+
+@flow(name="vitrine-train")
+def train_flow(settings: dict | None = None, config: str | None = None, head: str = "mlp", targets: list[str] | None = None) -> dict:
+    s = resolve_settings(settings, config)
+    with _session(s, "train", {"head": head, "targets": targets}) as run:
+        run.counts = {"models": train_task(s.model_dump(mode="json"), head, targets)}
+    return run.counts
+
+
+@flow(name="vitrine-score")
+def score_flow(settings: dict | None = None, config: str | None = None, rescore_all: bool = False) -> dict:
+    s = resolve_settings(settings, config)
+    with _session(s, "score", {"rescore_all": rescore_all}) as run:
+        run.counts = _retrying(score_task, s)(s.model_dump(mode="json"), run.run_id, rescore_all)
+    return run.counts
+
+
+@flow(name="vitrine-nightly")
+def nightly(source: str | None = None, settings: dict | None = None, config: str | None = None) -> dict:
+    """Ingest the snapshot → encode what changed → score what has no prediction → summary."""
+    s = resolve_settings(settings, config)
+    source = source or (str(s.schedule.source) if s.schedule.source else None)
+    if source is None:
+        raise ValueError("nightly needs a source: pass source= or set schedule.source in the config")
+    sd = s.model_dump(mode="json")
+    summary: dict[str, Any] = {"source": source, "seconds": {}}
+    with _session(s, "nightly", {"source": source}) as run:
+        summary["run_id"] = run.run_id
+        t = time.perf_counter()
+        summary["ingest"] = _retrying(ingest_task, s)(sd, source)
+        summary["seconds"]["ingest"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        summary["encode"] = encode_sharded(s)
+        summary["seconds"]["encode"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        summary["score"] = _retrying(score_task, s)(sd, run.run_id, False)
+        summary["seconds"]["score"] = round(time.perf_counter() - t, 2)
+        run.counts = summary
+    summary["top_candidates"] = top_candidates(s)
+    _publish(summary)
+    return summary
+
+
+def top_candidates(s: Settings, limit: int = 10) -> list[dict]:
+    from warehouse.views import connect
+
+    con = connect(_open(s), s.score.reclass_threshold)
+    cur = con.execute(
+        "SELECT product_id, title, target, seller_label, suggested_label, round(confidence, 3) AS confidence "
+        f"FROM reclassification_candidates ORDER BY confidence DESC LIMIT {int(limit)}"
+    )
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def summary_markdown(summary: dict) -> str:
+    ing, sc = summary["ingest"], summary["score"]
+    lines = [
+        f"# vitrine nightly `{summary['run_id']}`",
+        "",
+        f"Source: `{summary['source']}`",
+        "",
+        "| step | seconds | counts |",
+        "|---|---|---|",
+        f"| ingest | {summary['seconds']['ingest']} | new {ing['new']}, updated {ing['updated']}, unchanged {ing['unchanged']}, rejected {ing['rejected']}, images missing {ing['images_missing']} |",
+        f"| encode | {summary['seconds']['encode']} | "
+        + ", ".join(f"{k}: {v['encoded']} encoded ({v['already_stored']} already stored)" for k, v in summary["encode"].items())
+        + " |",
+        f"| score | {summary['seconds']['score']} | {sc['scored']} products scored, {sc['rows_written']} prediction rows |",
+        "",
+        "## Top reclassification candidates",
+        "",
+        "| product | title | target | seller | suggested | confidence |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in summary["top_candidates"]:
+        lines.append(f"| {c['product_id']} | {c['title']} | {c['target']} | {c['seller_label']} | {c['suggested_label']} | {c['confidence']} |")
+    return "\n".join(lines)
+
+
+def _publish(summary: dict) -> None:
+    """The run summary as a Prefect artifact; a failure to publish never fails the run."""
+    try:
+        create_markdown_artifact(key="vitrine-nightly-summary", markdown=summary_markdown(summary), description="vitrine nightly run summary")
+    except Exception as e:  # the run's data is already committed; the artifact is a convenience
+        summary["artifact_error"] = str(e)
+
+
+FLOWS = {"nightly": nightly, "ingest": ingest_flow, "encode": encode_flow, "train": train_flow, "score": score_flow}
+
+
+def task_runner(s: Settings):
+    """Threads by default; Dask (prefect-dask) for a cluster or a local one with N workers."""
+    if s.runner.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if s.runner.dask_address:
+            return DaskTaskRunner(address=s.runner.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": s.runner.dask_workers, "threads_per_worker": 1, "processes": True})
+    return ThreadPoolTaskRunner(max_workers=max(1, s.encode.shards))
+
+
+def run_flow(name: str, s: Settings, **kwargs) -> dict:
+    """Run one flow once, in this process, with the configured task runner."""
+    f = FLOWS[name].with_options(task_runner=task_runner(s))
+    return f(settings=s.model_dump(mode="json"), **kwargs)
