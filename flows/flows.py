@@ -191,7 +191,8 @@ def summary_markdown(summary: dict) -> str:
 def _publish(summary: dict) -> None:
     """The run summary as a Prefect artifact; a failure to publish never fails the run."""
     try:
-        create_markdown_artifact(key="vitrine-nightly-summary", markdown=summary_markdown(summary), description="vitrine nightly run summary")
+        aid = create_markdown_artifact(key="vitrine-nightly-summary", markdown=summary_markdown(summary), description="vitrine nightly run summary")
+        summary["artifact_id"] = str(aid)
     except Exception as e:  # the run's data is already committed; the artifact is a convenience
         summary["artifact_error"] = str(e)
 

@@ -9,6 +9,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Prefect keeps its database and settings in a home of the test session's own, and phones nowhere.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="vitrine-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.pop("PREFECT_API_URL", None)
+
 # Tests never reach for a model hub; the demo's real models come from the seeded cache, if any.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _seeded = Path(__file__).resolve().parent.parent / ".hf-cache"
@@ -32,3 +40,12 @@ def run_cli(*args: str, warehouse: Path | None = None, config: Path | None = Non
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for the whole session (its start takes ~20 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
