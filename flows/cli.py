@@ -36,7 +36,7 @@ def main_options(
     config: Annotated[Optional[Path], typer.Option("--config", envvar="VITRINE_CONFIG", help="YAML config file")] = None,
     warehouse: Annotated[Optional[Path], typer.Option("--warehouse", envvar="VITRINE_WAREHOUSE", help="warehouse directory")] = None,
 ) -> None:
-    ctx.obj = {"settings": load_settings(config, warehouse)}
+    ctx.obj = {"settings": load_settings(config, warehouse), "config": config, "warehouse": warehouse}
 
 
 def session(settings: Settings, flow: str, parameters: dict):
@@ -275,10 +275,13 @@ def demo(
     ctx: typer.Context,
     fresh: Annotated[bool, typer.Option(help="wipe the demo warehouse first")] = True,
 ) -> None:
-    """Ingest the bundled sample, encode, train, score, and show what came out."""
+    """Ingest the bundled sample, encode, train, score, and show what came out (configs/demo.yaml)."""
     from flows.demo import run_demo
+    from flows.settings import CONFIG_DIR
 
-    run_demo(ctx.obj.get("config_path"), _settings(ctx), fresh=fresh, console=out)
+    config = ctx.obj["config"] or CONFIG_DIR / "demo.yaml"
+    s = load_settings(config, ctx.obj["warehouse"])
+    run_demo(s, fresh=fresh, console=out, config_hint=str(config))
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def load_clip(model_name: str, pretrained: str, checkpoint: str | None) -> tuple
         if pretrained not in tags:
             raise ValueError(f"open_clip model {model_name!r} has no pretrained tag {pretrained!r}; known tags: {tags}")
         cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-        where = [f"Hugging Face hub '{cfg['hf_hub']}'" if cfg.get("hf_hub") else "", f"URL {cfg['url']}" if cfg.get("url") else ""]
+        where = [f"Hugging Face hub '{cfg['hf_hub'].rstrip('/')}'" if cfg.get("hf_hub") else "", f"URL {cfg['url']}" if cfg.get("url") else ""]
         source, weights = f"open_clip tag '{pretrained}' (" + " / ".join(w for w in where if w) + ")", pretrained
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights)

@@ -1,0 +1,220 @@
+"""Encoding benchmark: end-to-end `features.encode.encode()` against the bare forward pass.
+
+For each family on its real architecture (random weights where none are cached: CLIP ViT-B-32,
+ResNet-50; the real cached MiniLM and tf_efficientnet_lite0), on a subset of the Fashion Product
+Images catalog:
+
+* images: end-to-end items/s (decode in DataLoader workers + forward + Parquet commits) against
+  the forward pass alone on the same preprocessed tensors and batch size (goal ≥ 0.9×);
+* titles: dynamic padding (as encode() does) against padding to the model's max length
+  (goal ≥ 3×), both forward-only on the same titles and batch size;
+* incremental: after changing 1% of titles, a re-run costs ≤ 3% of the full run.
+
+Writes a markdown table into BENCHMARKS.md under "## Encoding".
+
+    HF_HOME=/work/hf HF_HUB_OFFLINE=1 python benchmarks/encode.py
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import hashlib
+import os
+import platform
+import re
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from features.encode import encode
+from features.encoders import load_encoder
+from features.reader import text_batches
+from features.settings import EncodeSettings, EncoderSpec
+from warehouse import schemas
+from warehouse.atomic import write_parquet_atomic
+from warehouse.layout import Warehouse, open_warehouse
+from warehouse.tables import now_utc
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path("/work/shared/datasets/fashion-product-images")
+
+IMAGE_SPECS = {
+    "clip ViT-B-32 (random)": EncoderSpec(family="clip", model="ViT-B-32", pretrained="random", input="image"),
+    "resnet50 (random)": EncoderSpec(family="resnet", model="resnet50", pretrained="random", input="image"),
+    "timm tf_efficientnet_lite0": EncoderSpec(family="timm", model="hf-hub:timm/tf_efficientnet_lite0.in1k", input="image"),
+}
+TEXT_SPECS = {
+    "clip ViT-B-32 text (random)": EncoderSpec(family="clip", model="ViT-B-32", pretrained="random", input="title"),
+    "bert all-MiniLM-L6-v2": EncoderSpec(family="bert", model="sentence-transformers/all-MiniLM-L6-v2", input="title"),
+}
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def read_catalog(n: int) -> list[dict]:
+    """First `n` styles.csv rows that parse and have an image (the benchmark's own tiny reader)."""
+    rows = []
+    with open(DATA / "styles.csv", newline="", encoding="utf-8", errors="replace") as fh:
+        for rec in csv.reader(fh):
+            if len(rec) < 10 or not rec[0].isdigit():
+                continue
+            img = DATA / "images" / f"{rec[0]}.jpg"
+            if img.exists():
+                rows.append({"product_id": rec[0], "title": ",".join(rec[9:]).strip() or None, "image_path": str(img)})
+            if len(rows) >= n:
+                break
+    return rows
+
+
+def write_products(wh: Warehouse, rows: list[dict]) -> None:
+    """A warehouse.tables-compatible products table (what ingestion would leave)."""
+    now = now_utc()
+    cols: dict[str, list] = {f.name: [] for f in schemas.PRODUCT_FIXED}
+    for r in rows:
+        img_sha = r.get("image_sha256") or _sha(Path(r["image_path"]).read_bytes())
+        r["image_sha256"] = img_sha
+        t_sha = _sha(r["title"].encode()) if r["title"] else None
+        for k, v in [("product_id", r["product_id"]), ("source", "fashion"), ("title", r["title"]),
+                     ("image_path", r["image_path"]), ("image_status", "ok"), ("image_sha256", img_sha),
+                     ("title_sha256", t_sha), ("content_hash", _sha(f"{img_sha}|{t_sha}".encode())),
+                     ("first_seen_at", now), ("updated_at", now)]:
+            cols[k].append(v)
+    write_parquet_atomic(pa.table(cols, schema=schemas.PRODUCT_FIXED), wh.products_path)
+
+
+def bare_forward(enc, batches: list) -> float:
+    """Items/s of the forward pass alone over ready-made batches (one warm-up batch untimed)."""
+    with torch.inference_mode():
+        enc.forward(enc.prepare(batches[0]))
+        t = time.perf_counter()
+        n = 0
+        for b in batches:
+            enc.forward(enc.prepare(b))
+            n += len(b) if isinstance(b, torch.Tensor) else b["input_ids"].shape[0]
+    return n / (time.perf_counter() - t)
+
+
+def run(args: argparse.Namespace) -> str:
+    torch.set_num_threads(args.threads)
+    st = EncodeSettings(batch_size=args.batch_size, num_workers=args.num_workers, threads=args.threads, chunk_rows=args.chunk_rows)
+    rows = read_catalog(max(args.images, args.titles))
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        wh = open_warehouse(Path(tmp) / "wh")
+        img_rows = rows[: args.images]
+        write_products(wh, img_rows)
+        imgs = [Image.open(r["image_path"]).convert("RGB") for r in img_rows]
+        for label, spec in IMAGE_SPECS.items():
+            if args.only and args.only not in label:
+                continue
+            enc = load_encoder(spec, threads=args.threads)
+            x = list(torch.split(torch.stack([enc.preprocess(im) for im in imgs]), args.batch_size))
+            before = bare_forward(enc, x)  # bare measured before and after: the mean damps load drift
+            (rep,) = encode(wh, {"image": spec}, st, progress=False)
+            e2e = rep.encoded / (rep.seconds - rep.load_seconds)
+            bare = (before + bare_forward(enc, x)) / 2
+            del x
+            lines.append(
+                f"| {label} | image | {rep.encoded} | {e2e:.1f} | {bare:.1f} | **{e2e / bare:.2f}×** (goal ≥ 0.9×) | "
+                f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
+            )
+            print(lines[-1], flush=True)
+
+        text_rows = [r for r in rows[: args.titles] if r["title"]]
+        write_products(wh, text_rows)
+        titles = [r["title"] for r in text_rows]
+        for label, spec in TEXT_SPECS.items():
+            if args.only and args.only not in label:
+                continue
+            enc = load_encoder(spec, threads=args.threads)
+            sample = titles[: args.pad_sample]
+            ids = [str(i) for i in range(len(sample))]  # dynamic: the runner's own length-sorted batches
+            dyn = bare_forward(enc, [b.inputs for b in text_batches(ids, ids, sample, enc.tokenize, args.batch_size)])
+            full = bare_forward(enc, [enc.tokenize(sample[i : i + args.batch_size], pad_to_max=True) for i in range(0, len(sample), args.batch_size)])
+            (rep,) = encode(wh, {"title": spec}, st, progress=False)
+            e2e = rep.encoded / (rep.seconds - rep.load_seconds)
+            lines.append(
+                f"| {label} | title | {rep.encoded} | {e2e:.1f} | {dyn:.1f} dynamic vs {full:.1f} max-length "
+                f"({len(sample)} titles) | **{dyn / full:.1f}×** dynamic padding (goal ≥ 3×) | "
+                f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
+            )
+            print(lines[-1], flush=True)
+            if spec.family == "bert":
+                step = 100  # 1% of titles change
+                changed = [dict(r, title=r["title"] + " (new season)") if i % step == 0 else r for i, r in enumerate(text_rows)]
+                write_products(wh, changed)
+                from features.encoders import clear_cache
+
+                clear_cache()
+                (again,) = encode(wh, {"title": spec}, st, progress=False)
+                lines.append(
+                    f"| {label}: re-run after 1% of titles changed | title | {again.encoded} of {again.candidates} | "
+                    f"{again.seconds:.2f}s (model load {again.load_seconds:.2f}s) vs full run {rep.seconds:.2f}s | | "
+                    f"**{again.seconds / rep.seconds:.1%}** of the full run (goal ≤ 3%); "
+                    f"{(again.seconds - again.load_seconds) / (rep.seconds - rep.load_seconds):.1%} without model load | |"
+                )
+                print(lines[-1], flush=True)
+                write_products(wh, text_rows)
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1).strip() if m else cpu
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, {platform.system()} {platform.machine()}, torch {torch.__version__}"
+
+
+def write_section(body: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"## Encoding\n\n{body}\n"
+    pat = re.compile(r"^## Encoding\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=256, help="catalog images encoded per image encoder")
+    ap.add_argument("--titles", type=int, default=2000, help="catalog titles encoded per text encoder")
+    ap.add_argument("--pad-sample", type=int, default=128, help="titles used for dynamic vs max-length padding")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--num-workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--chunk-rows", type=int, default=2048)
+    ap.add_argument("--only", default=None, help="run only encoders whose label contains this")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    table = run(args)
+    cmd = "HF_HOME=/work/hf HF_HUB_OFFLINE=1 python benchmarks/encode.py " + shlex.join(sys.argv[1:])
+    body = (
+        f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Wall time {time.perf_counter() - t0:.0f}s.\n\n"
+        f"Command: `{cmd.strip()}`\n\n"
+        f"Settings: batch {args.batch_size}, {args.num_workers} DataLoader worker(s), {args.threads} torch threads, "
+        f"chunk {args.chunk_rows} rows. Data: first {args.images} images / {args.titles} titles of Fashion Product Images "
+        "(60×80 JPEGs). End-to-end = `encode()` items/s excluding the one-off model load (read + inference + "
+        "Parquet commits); bare = forward pass only on the same preprocessed tensors / titles and batch size.\n\n"
+        "| encoder | input | rows | end-to-end items/s | bare forward items/s | ratio | time split |\n"
+        "|---|---|---|---|---|---|---|\n" + table
+    )
+    print(body)
+    if not args.no_write:
+        write_section(body)
+
+
+if __name__ == "__main__":
+    main()

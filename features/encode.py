@@ -1,0 +1,192 @@
+"""encode(): the runner that ties reader → mapper → writer together for each named encoder.
+
+Like clip-retrieval's runner, it times every batch's read (decode / tokenise, waiting on the
+DataLoader), inference and write apart, so the report shows where the time goes. It encodes only
+the (product_id, content_hash) pairs the store lacks for that encoder, decides that before any
+model is loaded (a run with nothing to do takes seconds), and commits chunk by chunk so a killed
+run resumes where its last committed chunk ended. The caller holds the warehouse writer lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from features.encoders import Encoder, load_encoder
+from features.identity import encoder_id as make_encoder_id
+from features.mapper import Mapper
+from features.reader import Batch, image_batches, text_batches
+from features.settings import EncoderSpec, EncodeSettings
+from features.store import EmbeddingStore, EncoderMismatch
+from features.writer import ChunkWriter
+from warehouse.atomic import remove_stale_temporaries
+from warehouse.layout import Warehouse
+from warehouse.tables import read_products
+
+log = logging.getLogger(__name__)
+
+PRODUCT_COLUMNS = ["product_id", "title", "image_path", "image_status", "image_sha256", "title_sha256"]
+
+
+@dataclass
+class EncodeReport:
+    name: str
+    encoder_id: str
+    dim: int | None
+    candidates: int  # products with this encoder's input (in this shard)
+    already_stored: int  # of which the store already had a vector for the current content
+    encoded: int
+    skipped_no_input: int  # products without an image / title: no vector, ever a zero one
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (product_id, reason)
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+    read_seconds: float = 0.0
+    inference_seconds: float = 0.0
+    write_seconds: float = 0.0
+    chunks_written: int = 0
+    shard: tuple[int, int] | None = None
+
+    @property
+    def items_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["failed"] = [list(f) for f in self.failed]
+        return d
+
+
+def shard_of(product_ids: list[str], n: int) -> np.ndarray:
+    """Stable shard number of each product id (blake2b, not Python's salted hash())."""
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(p.encode(), digest_size=8).digest(), "big") % n for p in product_ids),
+        dtype=np.int64,
+        count=len(product_ids),
+    )
+
+
+def candidates(products: pa.Table, input_kind: str) -> tuple[pa.Table, int]:
+    """(product_id, content_hash, source) of products that have this input; and how many lack it.
+
+    Images: image_status 'ok' keyed by image_sha256; titles: non-null title keyed by title_sha256,
+    so a changed title re-encodes only title encoders.
+    """
+    if input_kind == "image":
+        has = pc.and_(pc.equal(products["image_status"], "ok"), pc.is_valid(products["image_path"]))
+        src, key = "image_path", "image_sha256"
+    else:
+        has = pc.and_(pc.is_valid(products["title"]), pc.not_equal(products["title"], ""))
+        src, key = "title", "title_sha256"
+    has = pc.fill_null(has, False)
+    kept = products.filter(has)
+    table = pa.table({"product_id": kept["product_id"], "content_hash": kept[key], "source": kept[src]})
+    return table, products.num_rows - kept.num_rows
+
+
+def _batches(enc: Encoder, todo: pa.Table, batch_size: int, num_workers: int) -> Iterator[Batch]:
+    ids = todo["product_id"].to_pylist()
+    hashes = todo["content_hash"].to_pylist()
+    sources = todo["source"].to_pylist()
+    if enc.input == "image":
+        return image_batches(ids, hashes, sources, enc.preprocess, batch_size, num_workers)
+    return text_batches(ids, hashes, sources, enc.tokenize, batch_size)
+
+
+def encode_one(
+    wh: Warehouse,
+    name: str,
+    spec: EncoderSpec,
+    settings: EncodeSettings,
+    products: pa.Table,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> EncodeReport:
+    """Encode the missing vectors of one named encoder; see `encode`."""
+    t0 = time.perf_counter()
+    eid = make_encoder_id(spec)
+    remove_stale_temporaries(wh.embeddings_dir(eid))
+    keys, no_input = candidates(products, spec.input)
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ValueError(f"shard {i} of {n} does not exist")
+        in_shard = pa.array(shard_of(keys["product_id"].to_pylist(), n) == i)
+        keys = keys.filter(in_shard)
+        if products.num_rows:
+            no_input = int((shard_of(products["product_id"].to_pylist(), n) == i).sum()) - keys.num_rows
+    store = EmbeddingStore(wh, eid)
+    todo = store.missing(keys)
+    report = EncodeReport(
+        name=name, encoder_id=eid, dim=store.dim, candidates=keys.num_rows,
+        already_stored=keys.num_rows - todo.num_rows, encoded=0, skipped_no_input=no_input, shard=shard,
+    )
+    if todo.num_rows == 0:
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    tl = time.perf_counter()
+    enc = load_encoder(spec, threads=settings.threads, encoder_id=eid)
+    report.load_seconds = time.perf_counter() - tl
+    if store.dim is not None and store.dim != enc.dim:
+        raise EncoderMismatch(f"store of {eid!r} holds {store.dim}-d vectors but the encoder makes {enc.dim}-d ones")
+    store.dim = report.dim = enc.dim
+    mapper = Mapper(enc)
+    writer = ChunkWriter(store, settings.chunk_rows)
+    batch_size = spec.batch_size or settings.batch_size
+
+    columns = [TextColumn(f"[bold]{name}[/] {spec.input}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(name, total=todo.num_rows)
+        batches = _batches(enc, todo, batch_size, settings.num_workers)
+        while True:
+            tr = time.perf_counter()
+            batch = next(batches, None)
+            report.read_seconds += time.perf_counter() - tr
+            if batch is None:
+                break
+            report.failed.extend(batch.failed)
+            if len(batch):
+                ti = time.perf_counter()
+                vectors = mapper(batch.inputs)
+                report.inference_seconds += time.perf_counter() - ti
+                tw = time.perf_counter()
+                writer.add(batch.product_ids, batch.content_hashes, vectors)
+                report.write_seconds += time.perf_counter() - tw
+            bar.advance(task, len(batch) + len(batch.failed))
+        tw = time.perf_counter()
+        writer.flush()
+        report.write_seconds += time.perf_counter() - tw
+    for pid, reason in report.failed:
+        log.warning("encoder %s: product %s not encoded: %s", name, pid, reason)
+    report.encoded = writer.rows_written
+    report.chunks_written = len(writer.files)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def encode(
+    wh: Warehouse,
+    encoders: dict[str, EncoderSpec],
+    settings: EncodeSettings,
+    names: list[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> list[EncodeReport]:
+    """Encode, for each named encoder, the products whose current content has no vector yet.
+
+    `names` picks encoders of the config (default: all); `shard=(i, n)` restricts to products
+    whose stable hash % n == i, so n shards write disjoint chunks. Products are read once.
+    """
+    chosen = list(encoders) if names is None else list(names)
+    unknown = [n for n in chosen if n not in encoders]
+    if unknown:
+        raise KeyError(f"no encoder named {unknown} in the config (known: {sorted(encoders)})")
+    products = read_products(wh, columns=PRODUCT_COLUMNS)
+    return [encode_one(wh, n, encoders[n], settings, products, shard, progress) for n in chosen]
