@@ -1,0 +1,208 @@
+"""Fusion MLP head: one shared trunk over all encoder blocks, one output layer per target.
+
+Inputs are each block standardised on its training rows that have a vector (missing rows are 0
+after standardising, i.e. the mean) plus one missing-indicator per block. Classification outputs
+use cross-entropy masked to rows with a label; a regression target (price) has three outputs on
+standardised log price: the mean (MSE) and the two interval quantiles (pinball loss), so the MLP
+gives price and an interval too. Early stopping keeps the weights of the best validation loss.
+Seeded: torch.manual_seed for the weights, a seeded generator for the batch order.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from heads.features import Features
+from heads.settings import TrainSettings
+from heads.targets import TargetSpec, labelled
+
+
+class FusionNet(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, dropout: float, outputs: dict[str, int]) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(dropout),
+        )
+        self.heads = nn.ModuleDict({f"t_{k}": nn.Linear(hidden // 2, n) for k, n in outputs.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.trunk(x)
+        return {k[2:]: layer(h) for k, layer in self.heads.items()}
+
+
+def _pinball(pred: torch.Tensor, y: torch.Tensor, q: float) -> torch.Tensor:
+    d = y - pred
+    return torch.mean(torch.maximum(q * d, (q - 1) * d))
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class MLPHead:
+    kind = "mlp"
+
+    def __init__(self, settings: TrainSettings, specs: list[TargetSpec]) -> None:
+        self.settings = settings
+        self.specs = specs
+        self.block_order: list[str] = []
+        self.mean: dict[str, np.ndarray] = {}
+        self.std: dict[str, np.ndarray] = {}
+        self.y_mu: dict[str, float] = {}
+        self.y_sd: dict[str, float] = {}
+        self.net: FusionNet | None = None
+        self.epochs_run = 0
+
+    def _outputs(self) -> dict[str, int]:
+        return {s.name: (len(s.classes) if s.kind == "classification" else 3) for s in self.specs}
+
+    def in_dim(self) -> int:
+        return sum(len(self.mean[e]) for e in self.block_order) + len(self.block_order)
+
+    def _inputs(self, feats: Features) -> np.ndarray:
+        parts, missing = [], []
+        for eid in self.block_order:
+            m, f = feats.matrices[eid], feats.found[eid]
+            z = (m - self.mean[eid]) / self.std[eid]
+            z[~f] = 0.0
+            parts.append(z.astype(np.float32))
+            missing.append((~f).astype(np.float32))
+        return np.hstack(parts + [np.column_stack(missing)])
+
+    def _loss(self, out: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros(())
+        lo, hi = self.settings.mlp.quantiles
+        for s in self.specs:
+            y = ys[s.name]
+            if s.kind == "classification":
+                keep = y >= 0
+                if keep.any():
+                    total = total + nn.functional.cross_entropy(out[s.name][keep], y[keep])
+            else:
+                keep = torch.isfinite(y)
+                if keep.any():
+                    o, t = out[s.name][keep], y[keep]
+                    total = total + nn.functional.mse_loss(o[:, 0], t) + _pinball(o[:, 1], t, lo) + _pinball(o[:, 2], t, hi)
+        return total
+
+    def _targets(self, y: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, torch.Tensor]:
+        out = {}
+        for s in self.specs:
+            v = y[s.name][idx]
+            if s.kind == "classification":
+                out[s.name] = torch.from_numpy(v.astype(np.int64))
+            else:
+                out[s.name] = torch.from_numpy(((v - self.y_mu[s.name]) / self.y_sd[s.name]).astype(np.float32))
+        return out
+
+    def fit(self, feats: Features, y: dict[str, np.ndarray], train: np.ndarray, val: np.ndarray, log=print) -> "MLPHead":
+        ms = self.settings.mlp
+        self.block_order = [b.encoder_id for b in feats.blocks]
+        for eid in self.block_order:
+            m, f = feats.matrices[eid][train], feats.found[eid][train]
+            x = m[f] if f.any() else np.zeros((1, m.shape[1]), dtype=np.float32)
+            self.mean[eid] = x.mean(axis=0).astype(np.float32)
+            self.std[eid] = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+        for s in self.specs:
+            if s.kind == "regression":
+                v = y[s.name][train]
+                v = v[np.isfinite(v)]
+                self.y_mu[s.name] = float(v.mean()) if len(v) else 0.0
+                self.y_sd[s.name] = float(max(v.std(), 1e-6)) if len(v) else 1.0
+        x_all = self._inputs(feats)
+        xtr, xva = torch.from_numpy(x_all[train]), torch.from_numpy(x_all[val])
+        ytr, yva = self._targets(y, train), self._targets(y, val)
+        with _threads(ms.threads):
+            torch.manual_seed(self.settings.seed)
+            self.net = FusionNet(x_all.shape[1], ms.hidden, ms.dropout, self._outputs())
+            opt = torch.optim.AdamW(self.net.parameters(), lr=ms.lr, weight_decay=ms.weight_decay)
+            gen = torch.Generator().manual_seed(self.settings.seed)
+            best, best_state, bad = float("inf"), copy.deepcopy(self.net.state_dict()), 0
+            for epoch in range(ms.max_epochs):
+                self.net.train()
+                order = torch.randperm(len(train), generator=gen)
+                for i in range(0, len(train), ms.batch_size):
+                    b = order[i : i + ms.batch_size]
+                    loss = self._loss(self.net(xtr[b]), {k: v[b] for k, v in ytr.items()})
+                    if not loss.requires_grad:
+                        continue
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                self.epochs_run = epoch + 1
+                if len(val) == 0:
+                    best_state = copy.deepcopy(self.net.state_dict())
+                    continue
+                self.net.eval()
+                with torch.no_grad():
+                    vl = float(self._loss(self.net(xva), yva))
+                if vl < best - 1e-6:
+                    best, best_state, bad = vl, copy.deepcopy(self.net.state_dict()), 0
+                else:
+                    bad += 1
+                    if bad >= ms.patience:
+                        break
+            self.net.load_state_dict(best_state)
+            self.net.eval()
+        log(f"  mlp: {len(train)} train rows, {self.epochs_run} epochs, best val loss {best:.4f}")
+        return self
+
+    def predict(self, feats: Features, batch_rows: int = 8192) -> dict[str, np.ndarray]:
+        """Per target: class probabilities (n, C), or log [value, lower, upper] (n, 3)."""
+        assert self.net is not None, "model not trained or loaded"
+        x = self._inputs(feats)
+        chunks: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
+        self.net.eval()
+        with torch.no_grad():
+            for i in range(0, max(len(x), 1), batch_rows):
+                out = self.net(torch.from_numpy(x[i : i + batch_rows]))
+                for s in self.specs:
+                    o = out[s.name]
+                    if s.kind == "classification":
+                        chunks[s.name].append(torch.softmax(o, dim=1).double().numpy())
+                    else:
+                        v = o.double().numpy() * self.y_sd[s.name] + self.y_mu[s.name]
+                        v = np.column_stack([v[:, 0], np.minimum(v[:, 1], v[:, 0]), np.maximum(v[:, 2], v[:, 0])])
+                        chunks[s.name].append(v)
+        return {k: np.concatenate(v) if v else np.zeros((0, 0)) for k, v in chunks.items()}
+
+    def save(self, directory: Path) -> dict:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), directory / "mlp.pt")
+        np.savez(directory / "mlp-standardise.npz",
+                 **{f"mean_{i}": self.mean[e] for i, e in enumerate(self.block_order)},
+                 **{f"std_{i}": self.std[e] for i, e in enumerate(self.block_order)})
+        return {"state_dict": "mlp.pt", "standardise": "mlp-standardise.npz", "block_order": self.block_order,
+                "in_dim": self.in_dim(), "outputs": self._outputs(), "y_mu": self.y_mu, "y_sd": self.y_sd,
+                "epochs_run": self.epochs_run, "mlp_settings": json.loads(self.settings.mlp.model_dump_json())}
+
+    @classmethod
+    def load(cls, directory: Path, settings: TrainSettings, specs: list[TargetSpec], part: dict) -> "MLPHead":
+        head = cls(settings, specs)
+        head.block_order = list(part["block_order"])
+        z = np.load(directory / part["standardise"])
+        for i, e in enumerate(head.block_order):
+            head.mean[e], head.std[e] = z[f"mean_{i}"], z[f"std_{i}"]
+        head.y_mu, head.y_sd = dict(part["y_mu"]), dict(part["y_sd"])
+        ms = settings.mlp
+        head.net = FusionNet(part["in_dim"], ms.hidden, ms.dropout, dict(part["outputs"]))
+        head.net.load_state_dict(torch.load(directory / part["state_dict"], weights_only=True))
+        head.net.eval()
+        head.epochs_run = part.get("epochs_run", 0)
+        return head

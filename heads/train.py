@@ -1,0 +1,194 @@
+"""Train heads on stored embeddings and register them: the `vitrine train` entry point.
+
+Rows: every product with a label for at least one target of the set. Each target trains only on
+its labelled rows (NULL labels are left out of that target only). A product missing a modality
+is kept: its block is zeros and its missing indicator is 1. One seeded, stratified split is
+shared by all targets and heads. With several heads, the one with the better validation score
+becomes the current model of the target set. The caller holds the warehouse writer lock.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from heads import registry
+from heads.features import blocks_from_settings, coverage, read_features
+from heads.metrics import classification_metrics, confusion_png, headline, regression_metrics
+from heads.predict import HEADS, save_spec
+from heads.report import render
+from heads.splits import Split, make_split, strata_for
+from heads.targets import TargetSpec, labelled, prepare_targets
+from warehouse.atomic import write_parquet_atomic
+from warehouse.layout import Warehouse, safe_name
+from warehouse.tables import now_utc, read_products
+
+
+@dataclass
+class TrainedModel:
+    model_id: str
+    head: str
+    targets: list[str]
+    metrics: dict
+    report_path: str
+    val_score: float | None = None
+    is_current: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+class TrainResult(list):
+    """The trained models (a list), plus `skipped` {target: message} and `messages`."""
+
+    def __init__(self, models=(), skipped: dict[str, str] | None = None, messages: list[str] | None = None):
+        super().__init__(models)
+        self.skipped = skipped or {}
+        self.messages = messages or []
+
+
+def resolve_targets(train_settings, targets: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(classification, regression) targets: the config's, or those named (kind from the config)."""
+    reg_known = set(train_settings.regression_targets)
+    if not targets:
+        return list(train_settings.classification_targets), list(train_settings.regression_targets)
+    names = list(dict.fromkeys(targets))
+    return [t for t in names if t not in reg_known], [t for t in names if t in reg_known]
+
+
+def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dict[str, np.ndarray], split: Split) -> dict:
+    """Validation and test metrics per target, and the validation score used to pick a head."""
+    per: dict[str, dict] = {}
+    heads_val = []
+    for s in specs:
+        if s.name not in raw:
+            continue
+        per[s.name] = {}
+        for part, idx in (("val", split.val), ("test", split.test)):
+            r, t = raw[s.name][idx], y[s.name][idx]
+            m = classification_metrics(t, r) if s.kind == "classification" else regression_metrics(t, r[:, 0], r[:, 1], r[:, 2])
+            per[s.name][part] = m
+        h = headline(s.kind, per[s.name]["val"])
+        if h is not None:
+            heads_val.append(h)
+    return {"targets": per, "val_score": float(np.mean(heads_val)) if heads_val else None}
+
+
+def _heads(settings, head: str | None) -> list[str]:
+    if head is None:
+        return list(dict.fromkeys(settings.train.heads))
+    if head == "both":
+        return ["lightgbm", "mlp"]
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}: use lightgbm, mlp or both")
+    return [head]
+
+
+def train(
+    wh: Warehouse,
+    settings,
+    head: str | None = "mlp",
+    targets: list[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `head` ('mlp' | 'lightgbm' | 'both'; None = settings.train.heads) and register the models."""
+    ts = settings.train
+    messages: list[str] = []
+
+    def log(msg: str) -> None:
+        messages.append(msg)
+        if progress:
+            print(msg, flush=True)
+
+    products = read_products(wh)
+    cls_t, reg_t = resolve_targets(ts, targets)
+    specs, y, skipped = prepare_targets(products, cls_t, reg_t, ts.min_class_count)
+    for msg in skipped.values():
+        log(msg)
+    if not specs:
+        log("no target left to train")
+        return TrainResult([], skipped, messages)
+    rows = np.zeros(products.num_rows, dtype=bool)
+    for s in specs:
+        rows |= labelled(s, y[s.name])
+    take = np.flatnonzero(rows)
+    products = products.take(pa.array(take))
+    y = {k: v[take] for k, v in y.items()}
+    feats = read_features(wh, products, blocks_from_settings(settings))
+    cov = coverage(feats)
+    for b in feats.blocks:
+        log(f"features {b.name}: {b.encoder_id} ({b.dim}-d), fresh vectors for {cov[b.encoder_id]:.1%} of {feats.n} products")
+    strat_name, strata = strata_for(specs, y)
+    split = make_split(feats.n, strata, strat_name, ts.test_size, ts.val_size, ts.seed)
+    log(f"split: {split.sizes()} (stratified on {split.stratified_on or 'nothing: shuffled fallback'})")
+    latest = pc.max(products["updated_at"]).as_py() if "updated_at" in products.column_names else None
+    tset = registry.target_set([s.name for s in specs])
+    trained, reg_rows = [], []
+    for h in _heads(settings, head):
+        log(f"training {h} on {', '.join(s.name for s in specs)}")
+        impl = HEADS[h](ts, specs).fit(feats, y, split.train, split.val, log=log)
+        raw = impl.predict(feats)
+        metrics = evaluate_outputs(specs, y, raw, split)
+        metrics["skipped"] = skipped
+        trained_at = now_utc()
+        model_id = f"{h}-{trained_at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        final = wh.model_dir(model_id)
+        tmp = wh.models_root / f".tmp-{safe_name(model_id)}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            head_part = impl.save(tmp)
+            split_table = pa.table({
+                "product_id": pa.array(feats.product_ids, pa.string()),
+                "split": pa.array(np.select([np.isin(np.arange(feats.n), split.test), np.isin(np.arange(feats.n), split.val)],
+                                            ["test", "val"], "train").tolist(), pa.string()),
+            })
+            write_parquet_atomic(split_table, tmp / "split.parquet")
+            pngs = {}
+            for s in specs:
+                if s.kind == "classification" and s.name in raw:
+                    name = f"confusion-{safe_name(s.name)}.png"
+                    if confusion_png(y[s.name][split.test], raw[s.name][split.test], s.classes, tmp / name,
+                                     ts.confusion_top_n, f"{s.name} — {h} — test"):
+                        pngs[s.name] = name
+            spec = {
+                "model_id": model_id, "head": h, "target_set": tset,
+                "targets": [s.to_dict() for s in specs if s.name in raw],
+                "blocks": [b.to_dict() for b in feats.blocks],
+                "settings": json.loads(ts.model_dump_json()),
+                "head_part": head_part,
+                "split": {"stratified_on": split.stratified_on, "sizes": split.sizes(), "file": "split.parquet"},
+                "coverage": cov, "skipped": skipped, "training_rows": feats.n,
+                "trained_at": trained_at.isoformat(),
+                "training_latest_updated_at": latest.isoformat() if latest else None,
+            }
+            save_spec(tmp, spec)
+            (tmp / "report.md").write_text(render(spec, metrics, pngs))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log(f"{h}: model {model_id}, validation score {metrics['val_score']}")
+        trained.append(TrainedModel(model_id, h, [s.name for s in specs if s.name in raw], metrics,
+                                    str(final / "report.md"), metrics["val_score"], False, skipped))
+        reg_rows.append({
+            "model_id": model_id, "head": h, "target_set": tset, "targets": [s.name for s in specs],
+            "encoder_ids": [b.encoder_id for b in feats.blocks], "metrics": metrics,
+            "training_rows": feats.n, "training_latest_updated_at": latest,
+            "artifact_path": str(final), "trained_at": trained_at, "is_current": False,
+        })
+    best = max(trained, key=lambda m: -np.inf if m.val_score is None else m.val_score)
+    best.is_current = True
+    if len(trained) > 1:
+        others = ", ".join(f"{m.head} {m.val_score:.4f}" for m in trained if m is not best and m.val_score is not None)
+        log(f"current model for [{tset}]: {best.model_id} ({best.head}, validation score {best.val_score:.4f} vs {others})")
+        for r in reg_rows:
+            r["metrics"]["chosen_by"] = "validation score (mean accuracy / R² log over targets)"
+    registry.register(wh, reg_rows, best.model_id)
+    return TrainResult(trained, skipped, messages)
