@@ -111,7 +111,8 @@ def encode_one(
     """Encode the missing vectors of one named encoder; see `encode`."""
     t0 = time.perf_counter()
     eid = make_encoder_id(spec)
-    remove_stale_temporaries(wh.embeddings_dir(eid))
+    if shard is None:  # sharded runs write side by side; their caller cleans up before they start
+        remove_stale_temporaries(wh.embeddings_dir(eid))
     keys, no_input = candidates(products, spec.input)
     if shard is not None:
         i, n = shard

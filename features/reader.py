@@ -8,6 +8,7 @@ batches so that padding to the longest title of a batch pads little.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,15 @@ def collate_images(rows: list[tuple[str, str, torch.Tensor | None, str | None]])
     return Batch([r[0] for r in good], [r[1] for r in good], inputs, [(r[0], r[3] or "") for r in rows if r[2] is None])
 
 
+def worker_context() -> str:
+    """Fork when this process is single-threaded (fast, and works from unguarded scripts).
+
+    Forking a process that runs other threads (Prefect's API client, Dask) can leave workers with
+    locks held by threads that no longer exist; there a fork server starts them clean.
+    """
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
 def image_batches(
     product_ids: Sequence[str],
     hashes: Sequence[str],
@@ -77,6 +87,7 @@ def image_batches(
         collate_fn=collate_images,
         prefetch_factor=4 if num_workers else None,
         persistent_workers=False,
+        multiprocessing_context=worker_context() if num_workers else None,
     )
     return iter(loader)
 

@@ -32,7 +32,8 @@ def no_duplicates(s):
 
 
 def test_nightly_scores_only_what_changed_and_everything_after_a_new_model(tmp_path, tiny_bert_dir, tiny_timm_ckpt):
-    s = pipeline_settings(tmp_path, tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2})
+    # DataLoader workers too: they must start cleanly inside a threaded Prefect run.
+    s = pipeline_settings(tmp_path, tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2, "num_workers": 1})
     src = make_shop(tmp_path / "cat", 40)
     run_flow("ingest", s, source=str(src))
     enc = run_flow("encode", s)

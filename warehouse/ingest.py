@@ -98,7 +98,8 @@ def ingest(
     t0 = time.perf_counter()
     settings = settings or IngestSettings()
     preset = preset or settings.preset
-    remove_stale_temporaries(wh.root)
+    remove_stale_temporaries(wh.products_path.parent)
+    remove_stale_temporaries(wh.rejects_dir)
     parsed = read_source(Path(path), preset, settings.generic)
     _dedupe(parsed)
     summary = IngestSummary(source=parsed.source, preset=parsed.source.split(":", 1)[0], rows=len(parsed.records) + len(parsed.rejects))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from warehouse.atomic import remove_stale_temporaries
 from warehouse.layout import Warehouse
 from warehouse.locks import writer_lock
 from warehouse.runs import Run, tracked_run
@@ -24,9 +25,15 @@ def write_session(
     reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD,
     lock: bool = True,
 ) -> Iterator[Run]:
-    """Hold the writer lock (unless the caller already does) for one tracked run."""
+    """Hold the writer lock (unless the caller already does) for one tracked run.
+
+    Temporaries left by a killed writer are removed first: with the lock held, no live writer
+    can own them.
+    """
     held = writer_lock(wh, timeout=lock_timeout_s) if lock else contextlib.nullcontext()
     with held:
+        if lock:
+            remove_stale_temporaries(wh.root)
         try:
             with tracked_run(wh, flow, parameters, run_id) as run:
                 yield run
