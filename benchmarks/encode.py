@@ -12,17 +12,14 @@ Images catalog:
 
 Writes a markdown table into BENCHMARKS.md under "## Encoding".
 
-    HF_HOME=/work/hf HF_HUB_OFFLINE=1 python benchmarks/encode.py
+    HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/encode.py
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import hashlib
 import os
-import platform
-import re
 import shlex
 import sys
 import tempfile
@@ -42,8 +39,11 @@ from warehouse.atomic import write_parquet_atomic
 from warehouse.layout import Warehouse, open_warehouse
 from warehouse.tables import now_utc
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import stamp, write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path("/work/shared/datasets/fashion-product-images")
+DATA = ROOT.parent / "shared" / "datasets" / "fashion-product-images"
 
 IMAGE_SPECS = {
     "clip ViT-B-32 (random)": EncoderSpec(family="clip", model="ViT-B-32", pretrained="random", input="image"),
@@ -167,29 +167,10 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, {platform.system()} {platform.machine()}, torch {torch.__version__}"
-
-
-def write_section(body: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"## Encoding\n\n{body}\n"
-    pat = re.compile(r"^## Encoding\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=256, help="catalog images encoded per image encoder")
-    ap.add_argument("--titles", type=int, default=2000, help="catalog titles encoded per text encoder")
+    ap.add_argument("--titles", type=int, default=8000, help="catalog titles encoded per text encoder")
     ap.add_argument("--pad-sample", type=int, default=128, help="titles used for dynamic vs max-length padding")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--num-workers", type=int, default=1)
@@ -200,10 +181,10 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     table = run(args)
-    cmd = "HF_HOME=/work/hf HF_HUB_OFFLINE=1 python benchmarks/encode.py " + shlex.join(sys.argv[1:])
+    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/encode.py " + shlex.join(sys.argv[1:])
     body = (
-        f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Wall time {time.perf_counter() - t0:.0f}s.\n\n"
-        f"Command: `{cmd.strip()}`\n\n"
+        stamp(cmd.strip())
+        + f"Wall time {time.perf_counter() - t0:.0f}s.\n\n"
         f"Settings: batch {args.batch_size}, {args.num_workers} DataLoader worker(s), {args.threads} torch threads, "
         f"chunk {args.chunk_rows} rows. Data: first {args.images} images / {args.titles} titles of Fashion Product Images "
         "(60×80 JPEGs). End-to-end = `encode()` items/s excluding the one-off model load (read + inference + "
@@ -213,7 +194,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_section(body)
+        write_section("Encoding", body)
 
 
 if __name__ == "__main__":

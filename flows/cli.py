@@ -204,9 +204,10 @@ def models(ctx: typer.Context) -> None:
 
     s = _settings(ctx)
     rows = list_models(open_warehouse(s.warehouse.path))
-    t = Table("model_id", "head", "targets", "rows", "trained_at", "current")
+    t = Table("current", "head", "targets", "rows", "trained_at")
+    t.add_column("model_id", no_wrap=True)
     for m in rows:
-        t.add_row(m["model_id"], m["head"], ", ".join(m["targets"]), str(m["training_rows"]), str(m["trained_at"])[:19], "✓" if m["is_current"] else "")
+        t.add_row("✓" if m["is_current"] else "", m["head"], ", ".join(m["targets"]), str(m["training_rows"]), str(m["trained_at"])[:19], m["model_id"])
     out.print(t)
 
 

@@ -17,11 +17,12 @@ import pyarrow as pa
 from features.identity import encoder_id as make_encoder_id
 from features.store import EmbeddingStore
 from warehouse.layout import Warehouse
+from warehouse.errors import VitrineError
 
 HASH_COLUMN = {"image": "image_sha256", "title": "title_sha256"}
 
 
-class FeatureMismatch(ValueError):
+class FeatureMismatch(VitrineError, ValueError):
     """Features come from encoder ids or dimensions the model was not trained on."""
 
 

@@ -15,9 +15,10 @@ import pyarrow.compute as pc
 from warehouse import schemas
 from warehouse.layout import Warehouse
 from warehouse.tables import read_models, replace_models
+from warehouse.errors import VitrineError
 
 
-class UnknownModel(KeyError):
+class UnknownModel(VitrineError, KeyError):
     """No model with this id in the registry."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
+from warehouse.errors import VitrineError
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(VitrineError, RuntimeError):
     """Weights that cannot be had (offline, no cache, no file); the message says how to supply them."""
 
 
@@ -69,6 +70,27 @@ class Encoder(ABC):
         if self.channels_last and isinstance(batch, torch.Tensor) and batch.dim() == 4:
             return batch.contiguous(memory_format=torch.channels_last)
         return batch
+
+
+RANDOM = "random"  # `pretrained: random`: seeded random weights of the real architecture (benchmarks, tests)
+
+
+class PooledImageEncoder(Encoder):
+    """A CNN whose forward already ends in pooled features (torchvision fc=Identity, timm num_classes=0)."""
+
+    channels_last = True
+
+    def __init__(self, encoder_id: str, model: torch.nn.Module, preprocess) -> None:
+        super().__init__(encoder_id, 0, "image")
+        self.model = model
+        self._preprocess = preprocess
+
+    @property
+    def preprocess(self):
+        return self._preprocess
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch).float()
 
 
 def load_state_dict_file(path: str, what: str) -> dict[str, torch.Tensor]:

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from features.encoders.base import Encoder, WeightsUnavailable, weights_unavailable
+from features.encoders.base import RANDOM, Encoder, WeightsUnavailable, weights_unavailable
 from features.settings import EncoderSpec
 
-RANDOM = "random"  # pretrained tag for seeded random weights (benchmarks and tests only)
 
 
 @functools.lru_cache(maxsize=4)

@@ -10,26 +10,9 @@ from pathlib import Path
 import torch
 import torchvision
 
-from features.encoders.base import Encoder, load_backbone_weights, load_state_dict_file, weights_unavailable
+from features.encoders.base import RANDOM, PooledImageEncoder, load_backbone_weights, load_state_dict_file, weights_unavailable
 from features.settings import EncoderSpec
 
-RANDOM = "random"
-
-
-class ResNetEncoder(Encoder):
-    channels_last = True
-
-    def __init__(self, encoder_id: str, model: torch.nn.Module, preprocess) -> None:
-        super().__init__(encoder_id, 0, "image")
-        self.model = model
-        self._preprocess = preprocess
-
-    @property
-    def preprocess(self):
-        return self._preprocess
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch).float()
 
 
 def build(spec: EncoderSpec, encoder_id: str) -> Encoder:
@@ -66,4 +49,4 @@ def build(spec: EncoderSpec, encoder_id: str) -> Encoder:
         sd = load_state_dict_file(str(Path(spec.checkpoint).expanduser()), f"torchvision {name}")
         load_backbone_weights(model, sd, ["fc."], f"torchvision {name}")
     model = model.eval().to(memory_format=torch.channels_last)
-    return ResNetEncoder(encoder_id, model, transforms)
+    return PooledImageEncoder(encoder_id, model, transforms)

@@ -9,26 +9,9 @@ from pathlib import Path
 
 import torch
 
-from features.encoders.base import Encoder, load_backbone_weights, load_state_dict_file, weights_unavailable
+from features.encoders.base import RANDOM, PooledImageEncoder, load_backbone_weights, load_state_dict_file, weights_unavailable
 from features.settings import EncoderSpec
 
-RANDOM = "random"
-
-
-class TimmEncoder(Encoder):
-    channels_last = True
-
-    def __init__(self, encoder_id: str, model: torch.nn.Module, preprocess) -> None:
-        super().__init__(encoder_id, 0, "image")
-        self.model = model
-        self._preprocess = preprocess
-
-    @property
-    def preprocess(self):
-        return self._preprocess
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch).float()
 
 
 def _source(name: str) -> str:
@@ -71,4 +54,4 @@ def build(spec: EncoderSpec, encoder_id: str) -> Encoder:
     cfg = timm.data.resolve_data_config({}, model=model)
     preprocess = timm.data.create_transform(**cfg, is_training=False)
     model = model.eval().to(memory_format=torch.channels_last)
-    return TimmEncoder(encoder_id, model, preprocess)
+    return PooledImageEncoder(encoder_id, model, preprocess)
