@@ -5,25 +5,23 @@ Fashion Product Images: classification targets; Myntra: price (text only, no pho
 Every configuration is scored on the same held-out test split (the one heads.train stores next
 to each model); the TF-IDF + linear baseline is fitted on that split's train rows.
 
-    HF_HOME=/work/hf HF_HUB_OFFLINE=1 python benchmarks/quality.py --limit 5000 --write BENCHMARKS.md
+    HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/quality.py --limit 5000 --write
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import os
-import platform
 import random
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("HF_HOME", "/work/hf")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
@@ -38,6 +36,7 @@ from heads.train import train  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 from warehouse.locks import writer_lock  # noqa: E402
 from warehouse.tables import read_products  # noqa: E402
+from report import stamp, write_section  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 FASHION_TARGETS = ["master_category", "sub_category", "article_type", "gender", "usage", "base_colour", "season"]
@@ -170,8 +169,7 @@ def _cell(v) -> str:
 
 
 def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
-    lines = ["## Quality", "",
-             f"- machine: {meta['machine']}", f"- date: {meta['date']}", f"- command: `{meta['command']}`",
+    lines = [stamp(meta["command"]),
              f"- sample: {meta['sample']}",
              "- split: stratified train/val/test (70/10/20, seed 0), shared by every row; val only for early stopping;"
              " numbers are on **test**.",
@@ -214,19 +212,6 @@ def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace only the '## Quality' section of BENCHMARKS.md (others belong to other people)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.strip() == "## Quality"), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="sample N Fashion products (default: all)")
@@ -235,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heads", nargs="+", default=["lightgbm", "mlp"], choices=["lightgbm", "mlp"])
     ap.add_argument("--skip", nargs="*", default=[], choices=["fashion", "myntra"])
     ap.add_argument("--fresh", action="store_true", help="delete the scratch warehouses first")
-    ap.add_argument("--write", type=Path, default=None, help="write the results into this BENCHMARKS.md")
+    ap.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md (section Quality)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lgb-threads", type=int, default=1,
                     help="LightGBM threads (OpenMP with 2 threads on 2 busy cores was measured 5-30x slower)")
@@ -258,16 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         res, tim = run_catalog(wh, settings, ["price"], {"text": ["title"]}, args.heads)
         myntra = {"results": res, "timings": tim, "prep": prep}
     meta = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, no GPU",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "command": "HF_HOME=/work/hf HF_HUB_OFFLINE=1 python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "sample": f"Fashion {args.limit or 'all'} products, Myntra {args.myntra_limit or 'all'} products (random, seed {args.seed})",
     }
     md = markdown(fashion, myntra, meta)
     print(md)
     (args.work / "quality.md").write_text(md)
     if args.write:
-        write_section(args.write, md)
+        write_section("Quality", md)
     return 0
 
 

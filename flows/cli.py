@@ -49,7 +49,7 @@ def session(settings: Settings, flow: str, parameters: dict):
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False, disable=not console.is_terminal and not sys.stderr.isatty() and False,
+        console=console,
     )
 
 
