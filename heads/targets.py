@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from warehouse.schemas import OTHER_LABEL
 
-OTHER = "__other__"
+OTHER = OTHER_LABEL
 
 
 @dataclass

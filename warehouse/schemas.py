@@ -46,6 +46,10 @@ RUNS = pa.schema(
     ]
 )
 
+# The catch-all class that heads merge rare classes into. A prediction of it names no concrete
+# category, so it never makes a listing a reclassification candidate.
+OTHER_LABEL = "__other__"
+
 TOP_K = pa.list_(pa.struct([("label", pa.string()), ("probability", pa.float64())]))
 
 PREDICTIONS = pa.schema(

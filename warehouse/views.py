@@ -62,7 +62,8 @@ def _reclass_sql(wh: Warehouse, threshold: float) -> str:
         "lp.confidence, lp.top_k, lp.model_id, lp.run_id "
         f"FROM ({seller}) s JOIN latest_predictions lp USING (product_id, target) "
         "JOIN products p USING (product_id) "
-        f"WHERE lp.label IS NOT NULL AND lp.label <> s.seller_label AND lp.confidence >= {float(threshold)!r}"
+        f"WHERE lp.label IS NOT NULL AND lp.label <> s.seller_label AND lp.label <> {_lit(schemas.OTHER_LABEL)} "
+        f"AND lp.confidence >= {float(threshold)!r}"
     )
 
 
