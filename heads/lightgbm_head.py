@@ -11,6 +11,7 @@ the interactions with the missing indicators. Regression targets get two more qu
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import joblib
@@ -151,7 +152,12 @@ class LightGBMHead:
                     folds = min(s.stack_folds, int(np.bincount(ytr).max()))
                     if len(present) >= 2 and folds >= 2:
                         cv = StratifiedKFold(folds, shuffle=True, random_state=self.settings.seed)
-                        oof = cross_val_predict(model, lin_all[tr], ytr, cv=cv, method="predict_proba")
+                        with warnings.catch_warnings():
+                            # Classes with fewer rows than folds are expected (the rare-class rule
+                            # keeps them); _full_proba fills the columns a fold did not see.
+                            warnings.filterwarnings("ignore", message="The least populated class")
+                            warnings.filterwarnings("ignore", message="Number of classes in training fold")
+                            oof = cross_val_predict(model, lin_all[tr], ytr, cv=cv, method="predict_proba")
                         stack_tr = _full_proba(oof, present, len(spec.classes))
                         self.linear[spec.name] = model.fit(lin_all[tr], ytr)
                 else:
