@@ -53,10 +53,6 @@ class EncodeReport:
     chunks_written: int = 0
     shard: tuple[int, int] | None = None
 
-    @property
-    def items_per_second(self) -> float:
-        return self.encoded / self.seconds if self.seconds else 0.0
-
     def as_dict(self) -> dict:
         d = asdict(self)
         d["failed"] = [list(f) for f in self.failed]

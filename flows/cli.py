@@ -113,7 +113,7 @@ def sql(
     cols = [d[0] for d in cur.description]
     rows = cur.fetchall()
     if format == "csv":
-        w = csv.writer(sys.stdout)
+        w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(cols)
         w.writerows(rows)
     elif format == "json":
@@ -209,6 +209,18 @@ def models(ctx: typer.Context) -> None:
     for m in rows:
         t.add_row("✓" if m["is_current"] else "", m["head"], ", ".join(m["targets"]), str(m["training_rows"]), str(m["trained_at"])[:19], m["model_id"])
     out.print(t)
+
+
+@app.command()
+def promote(ctx: typer.Context, model_id: str) -> None:
+    """Make MODEL_ID the current model of its target set (e.g. roll back); the next run re-scores."""
+    from heads.registry import set_current
+
+    s = _settings(ctx)
+    wh, sess = session(s, "promote", {"model_id": model_id})
+    with sess:
+        set_current(wh, model_id)
+    out.print(f"{model_id} is now current; `vitrine predict` re-scores every product with it")
 
 
 @app.command()

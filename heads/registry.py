@@ -39,10 +39,6 @@ def _row(d: dict) -> dict:
     return d
 
 
-def models_table(wh: Warehouse) -> pa.Table:
-    return read_models(wh)
-
-
 def list_models(wh: Warehouse) -> list[dict]:
     """Every registered model, newest first, with metrics parsed from JSON."""
     rows = [_row(r) for r in read_models(wh).to_pylist()]

@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from warehouse import schemas
@@ -71,10 +70,6 @@ def record_run(
     write_parquet_atomic(pa.table(row, schema=schemas.RUNS), wh.runs_dir / f"{safe_name(run_id)}.parquet")
 
 
-def read_runs(wh: Warehouse) -> pa.Table:
-    return read_dataset(wh.runs_dir, schemas.RUNS)
-
-
 def predictions_path(wh: Warehouse, run_id: str) -> Path:
     return wh.predictions_dir / f"run={safe_name(run_id)}" / "part-0.parquet"
 
@@ -82,13 +77,6 @@ def predictions_path(wh: Warehouse, run_id: str) -> Path:
 def write_predictions(wh: Warehouse, run_id: str, table: pa.Table) -> Path:
     """Append a run's predictions; a re-run of the same run id replaces only its own file."""
     return write_parquet_atomic(table.cast(schemas.PREDICTIONS), predictions_path(wh, run_id))
-
-
-def read_predictions(wh: Warehouse, model_id: str | None = None) -> pa.Table:
-    t = read_dataset(wh.predictions_dir, schemas.PREDICTIONS)
-    if model_id is not None and t.num_rows:
-        t = t.filter(pc.equal(t["model_id"], model_id))
-    return t
 
 
 def read_models(wh: Warehouse) -> pa.Table:
