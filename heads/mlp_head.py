@@ -55,6 +55,9 @@ def _threads(n: int | None):
         torch.set_num_threads(old)
 
 
+BLOCK_VARIANCE = 256.0  # total variance of each encoder block at the input
+
+
 class MLPHead:
     kind = "mlp"
 
@@ -76,10 +79,15 @@ class MLPHead:
         return sum(len(self.mean[e]) for e in self.block_order) + len(self.block_order)
 
     def _inputs(self, feats: Features) -> np.ndarray:
+        """Standardised blocks, each scaled to the same total variance, plus missing indicators.
+
+        Without the block scaling a 1280-d image block outweighs a 384-d title block 3:1 at the
+        first layer whatever each is worth; scaled, every encoder starts on an equal footing.
+        """
         parts, missing = [], []
         for eid in self.block_order:
             m, f = feats.matrices[eid], feats.found[eid]
-            z = (m - self.mean[eid]) / self.std[eid]
+            z = (m - self.mean[eid]) / self.std[eid] * np.float32(np.sqrt(BLOCK_VARIANCE / m.shape[1]))
             z[~f] = 0.0
             parts.append(z.astype(np.float32))
             missing.append((~f).astype(np.float32))
