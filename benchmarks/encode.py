@@ -193,7 +193,9 @@ def main() -> None:
     cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/encode.py " + shlex.join(sys.argv[1:])
     body = (
         stamp(cmd.strip())
-        + f"Wall time {time.perf_counter() - t0:.0f}s.\n\n"
+        + f"\nWall time {time.perf_counter() - t0:.0f}s. On a shared 2-core VM the image ratios of one run move by "
+        "about ±0.1 from run to run (the DataLoader worker and the two torch threads share the cores); "
+        "re-run before drawing conclusions from a single row.\n\n"
         f"Settings: batch {args.batch_size}, {args.num_workers} DataLoader worker(s), {args.threads} torch threads, "
         f"chunk {args.chunk_rows} rows. Data: first {args.images} images / {args.titles} titles of Fashion Product Images "
         f"(60×80 JPEGs). Image rows: median of {args.reps} end-to-end runs against the median of {args.reps + 1} "
