@@ -16,10 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows.settings import Settings, load_settings
+from flows.settings import Settings, load_settings, write_session_for
 from warehouse import open_warehouse
 from warehouse.errors import VitrineError
-from warehouse.session import write_session
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitrine: embeddings once, light heads, predictions in DuckDB.")
 console = Console(stderr=True)
@@ -40,10 +39,7 @@ def main_options(
 
 
 def session(settings: Settings, flow: str, parameters: dict):
-    wh = open_warehouse(settings.warehouse.path)
-    return wh, write_session(
-        wh, flow, parameters, settings.warehouse.lock_timeout_s, reclass_threshold=settings.score.reclass_threshold
-    )
+    return open_warehouse(settings.warehouse.path), write_session_for(settings, flow, parameters)
 
 
 def progress_bar() -> Progress:
@@ -270,9 +266,7 @@ def run(
         raise VitrineError(f"'{flow}' needs --source PATH (or schedule.source in the config)")
     kwargs = {"source": str(source)} if flow in ("nightly", "ingest") else {}
     result = run_flow(flow, s, **kwargs)
-    import json as _json
-
-    out.print_json(_json.dumps(result, default=str))
+    out.print_json(json.dumps(result, default=str))
 
 
 @app.command()

@@ -12,10 +12,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from flows.settings import Settings
+from flows.settings import Settings, write_session_for
 from warehouse import open_warehouse
 from warehouse.errors import VitrineError
-from warehouse.session import write_session
 from warehouse.views import connect
 
 SAMPLE = Path(__file__).resolve().parent / "sample"
@@ -63,7 +62,7 @@ def run_demo(settings: Settings, fresh: bool = True, console: Console | None = N
 
     def step(name: str):
         console.rule(f"[bold]{name}")
-        return write_session(wh, name, {"demo": True}, s.warehouse.lock_timeout_s, reclass_threshold=s.score.reclass_threshold)
+        return write_session_for(s, name, {"demo": True})
 
     t = time.perf_counter()
     with step("ingest") as run:

@@ -15,9 +15,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.settings import Settings, load_settings
+from flows.settings import Settings, load_settings, write_session_for
 from warehouse import open_warehouse
-from warehouse.session import write_session
 
 
 def resolve_settings(settings: dict | Settings | None = None, config: str | None = None) -> Settings:
@@ -89,14 +88,10 @@ def encode_sharded(s: Settings) -> dict:
 # -- flows ----------------------------------------------------------------------------------
 
 
-def _session(s: Settings, name: str, params: dict):
-    return write_session(_open(s), name, params, s.warehouse.lock_timeout_s, reclass_threshold=s.score.reclass_threshold)
-
-
 @flow(name="vitrine-ingest")
 def ingest_flow(source: str, settings: dict | None = None, config: str | None = None) -> dict:
     s = resolve_settings(settings, config)
-    with _session(s, "ingest", {"source": source}) as run:
+    with write_session_for(s, "ingest", {"source": source}) as run:
         run.counts = _retrying(ingest_task, s)(s.model_dump(mode="json"), source)
     return run.counts
 
@@ -104,7 +99,7 @@ def ingest_flow(source: str, settings: dict | None = None, config: str | None = 
 @flow(name="vitrine-encode")
 def encode_flow(settings: dict | None = None, config: str | None = None) -> dict:
     s = resolve_settings(settings, config)
-    with _session(s, "encode", {"shards": s.encode.shards}) as run:
+    with write_session_for(s, "encode", {"shards": s.encode.shards}) as run:
         run.counts = encode_sharded(s)
     return run.counts
 
@@ -112,7 +107,7 @@ def encode_flow(settings: dict | None = None, config: str | None = None) -> dict
 @flow(name="vitrine-train")
 def train_flow(settings: dict | None = None, config: str | None = None, head: str = "mlp", targets: list[str] | None = None) -> dict:
     s = resolve_settings(settings, config)
-    with _session(s, "train", {"head": head, "targets": targets}) as run:
+    with write_session_for(s, "train", {"head": head, "targets": targets}) as run:
         run.counts = {"models": train_task(s.model_dump(mode="json"), head, targets)}
     return run.counts
 
@@ -120,7 +115,7 @@ def train_flow(settings: dict | None = None, config: str | None = None, head: st
 @flow(name="vitrine-score")
 def score_flow(settings: dict | None = None, config: str | None = None, rescore_all: bool = False) -> dict:
     s = resolve_settings(settings, config)
-    with _session(s, "score", {"rescore_all": rescore_all}) as run:
+    with write_session_for(s, "score", {"rescore_all": rescore_all}) as run:
         run.counts = _retrying(score_task, s)(s.model_dump(mode="json"), run.run_id, rescore_all)
     return run.counts
 
@@ -134,7 +129,7 @@ def nightly(source: str | None = None, settings: dict | None = None, config: str
         raise ValueError("nightly needs a source: pass source= or set schedule.source in the config")
     sd = s.model_dump(mode="json")
     summary: dict[str, Any] = {"source": source, "seconds": {}}
-    with _session(s, "nightly", {"source": source}) as run:
+    with write_session_for(s, "nightly", {"source": source}) as run:
         summary["run_id"] = run.run_id
         t = time.perf_counter()
         summary["ingest"] = _retrying(ingest_task, s)(sd, source)

@@ -73,6 +73,17 @@ def _format_errors(path: Path | None, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def write_session_for(settings: Settings, flow: str, parameters: dict):
+    """A warehouse write session with the config's lock timeout and reclassification threshold."""
+    from warehouse import open_warehouse
+    from warehouse.session import write_session
+
+    return write_session(
+        open_warehouse(settings.warehouse.path), flow, parameters, settings.warehouse.lock_timeout_s,
+        reclass_threshold=settings.score.reclass_threshold,
+    )
+
+
 def load_settings(path: str | Path | None = None, warehouse: str | Path | None = None) -> Settings:
     """Settings from a YAML file (or defaults), with `warehouse` overriding warehouse.path.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ def _row_fingerprint(rec: dict, columns: list[str]) -> str:
     return hashlib.sha256(json.dumps([rec.get(c) for c in columns], default=str).encode()).hexdigest()
 
 
-def _label_type(values: list, numeric: type | None) -> pa.DataType:
+def _label_type(numeric: type | None) -> pa.DataType:
     if numeric is int:
         return pa.int64()
     if numeric is float:
@@ -93,8 +94,6 @@ def ingest(
     `on_progress(stage, advance, total)` lets the CLI draw a progress bar without this module
     knowing about terminals.
     """
-    import time
-
     t0 = time.perf_counter()
     settings = settings or IngestSettings()
     preset = preset or settings.preset
@@ -176,7 +175,7 @@ def ingest(
 
     if changed_ids:
         fields = list(schemas.PRODUCT_FIXED) + [
-            pa.field(c, _label_type(new_rows[c], parsed.numeric.get(c))) for c in label_cols
+            pa.field(c, _label_type(parsed.numeric.get(c))) for c in label_cols
         ]
         fresh = pa.table(new_rows, schema=pa.schema(fields))
         if old.num_rows:
