@@ -27,7 +27,6 @@ import numpy as np  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from features.settings import EncoderSpec  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from heads.metrics import classification_metrics, regression_metrics  # noqa: E402
 from heads.predict import load_model  # noqa: E402
@@ -40,22 +39,19 @@ from report import stamp, write_section  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 FASHION_TARGETS = ["master_category", "sub_category", "article_type", "gender", "usage", "base_colour", "season"]
-CONFIGS = {"text": ["title"], "image": ["image"], "fusion": ["image", "title"]}
 CLS_METRICS = ["accuracy", "macro_f1", "weighted_f1", "top3_accuracy"]
 REG_METRICS = ["r2_log", "r2", "mae", "mape", "interval_coverage"]
 
 
 def demo_settings() -> Settings:
-    """configs/demo.yaml when present, else the same two encoders spelled out here."""
-    demo = ROOT / "configs" / "demo.yaml"
-    if demo.is_file():
-        s = load_settings(demo)
-    else:
-        s = Settings(encoders={
-            "image": EncoderSpec(family="timm", model="tf_efficientnet_lite0.in1k", input="image"),
-            "title": EncoderSpec(family="bert", model="sentence-transformers/all-MiniLM-L6-v2", input="title"),
-        })
-    return s
+    return load_settings(ROOT / "configs" / "demo.yaml")
+
+
+def modality_configs(settings: Settings) -> dict[str, list[str]]:
+    """text / image / fusion: the config's training features split by input kind, and all of them."""
+    feats = settings.train.features
+    by_input = {k: [n for n in feats if settings.encoders[n].input == k] for k in ("title", "image")}
+    return {"text": by_input["title"], "image": by_input["image"], "fusion": list(feats)}
 
 
 def sample_fashion(limit: int | None, work: Path, seed: int) -> Path:
@@ -173,7 +169,7 @@ def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
              f"- sample: {meta['sample']}",
              "- split: stratified train/val/test (70/10/20, seed 0), shared by every row; val only for early stopping;"
              " numbers are on **test**.",
-             "- encoders: image `timm tf_efficientnet_lite0.in1k`, title `sentence-transformers/all-MiniLM-L6-v2`;"
+             f"- encoders (`configs/demo.yaml`): {meta['encoders']};"
              " baseline: title TF-IDF (1–2-grams) + logistic regression (ridge for log price).", ""]
     if fashion:
         res, tim = fashion["results"], fashion["timings"]
@@ -234,16 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     fashion = myntra = None
     if "fashion" not in args.skip:
         wh = open_warehouse(args.work / "wh-fashion")
-        prep = prepare(wh, settings, sample_fashion(args.limit, args.work, args.seed), ["image", "title"])
-        res, tim = run_catalog(wh, settings, FASHION_TARGETS, CONFIGS, args.heads)
+        configs = modality_configs(settings)
+        prep = prepare(wh, settings, sample_fashion(args.limit, args.work, args.seed), configs["fusion"])
+        res, tim = run_catalog(wh, settings, FASHION_TARGETS, configs, args.heads)
         fashion = {"results": res, "timings": tim, "prep": prep}
     if "myntra" not in args.skip:
         wh = open_warehouse(args.work / "wh-myntra")
-        prep = prepare(wh, settings, sample_myntra(args.myntra_limit, args.work, args.seed), ["title"])
-        res, tim = run_catalog(wh, settings, ["price"], {"text": ["title"]}, args.heads)
+        text = modality_configs(settings)["text"]
+        prep = prepare(wh, settings, sample_myntra(args.myntra_limit, args.work, args.seed), text)
+        res, tim = run_catalog(wh, settings, ["price"], {"text": text}, args.heads)
         myntra = {"results": res, "timings": tim, "prep": prep}
     meta = {
         "command": "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "encoders": ", ".join(f"{n} `{e.family} {e.model}`" for n, e in settings.encoders.items()),
         "sample": f"Fashion {args.limit or 'all'} products, Myntra {args.myntra_limit or 'all'} products (random, seed {args.seed})",
     }
     md = markdown(fashion, myntra, meta)

@@ -12,8 +12,10 @@ from warehouse.settings import Strict
 class EncoderSpec(Strict):
     """One named encoder of the config, e.g. `image` or `title`."""
 
-    family: Literal["clip", "resnet", "bert", "timm"]
-    model: str = Field(description="open_clip model name, torchvision resnet18/50, HF hub id or local dir, timm name")
+    family: Literal["clip", "resnet", "bert", "timm", "hashing"]
+    model: str = Field(
+        description="open_clip model name, torchvision resnet18/50, HF hub id or local dir, timm name, hashing `<analyzer>:<min>-<max>:<dim>`"
+    )
     pretrained: str | None = Field(
         None, description="open_clip pretrained tag, torchvision weights enum name; None = the family default"
     )

@@ -34,6 +34,8 @@ def _default_encoders() -> dict[str, EncoderSpec]:
     return {
         "image": EncoderSpec(family="clip", model="ViT-B-32", pretrained="laion2b_s34b_b79k", input="image"),
         "title": EncoderSpec(family="clip", model="ViT-B-32", pretrained="laion2b_s34b_b79k", input="title"),
+        "title_words": EncoderSpec(family="hashing", model="word:1-2:4096", input="title"),
+        "title_chars": EncoderSpec(family="hashing", model="char_wb:2-4:4096", input="title"),
     }
 
 

@@ -1,7 +1,8 @@
 """Fusion MLP head: one shared trunk over all encoder blocks, one output layer per target.
 
 Inputs are each block standardised on its training rows that have a vector (missing rows are 0
-after standardising, i.e. the mean) plus one missing-indicator per block. Classification outputs
+after standardising, i.e. the mean) plus one missing-indicator per block. With `mlp.wide` each
+target also gets a linear layer straight from the inputs (wide and deep). Classification outputs
 use cross-entropy masked to rows with a label; a regression target (price) has three outputs on
 standardised log price: the mean (MSE) and the two interval quantiles (pinball loss), so the MLP
 gives price and an interval too. Early stopping keeps the weights of the best validation loss.
@@ -24,17 +25,27 @@ from heads.targets import TargetSpec, labelled
 
 
 class FusionNet(nn.Module):
-    def __init__(self, in_dim: int, hidden: int, dropout: float, outputs: dict[str, int]) -> None:
+    """Shared trunk plus, per target, an output layer and (wide) a linear layer on the raw inputs.
+
+    The wide part is the wide-and-deep recipe: a title word that decides a label ("Navy Blue",
+    "Women") reaches the output through one weight, as in a linear TF-IDF model, while the trunk
+    learns the interactions between image and text.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float, outputs: dict[str, int], wide: bool = False) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
             nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(dropout),
         )
         self.heads = nn.ModuleDict({f"t_{k}": nn.Linear(hidden // 2, n) for k, n in outputs.items()})
+        self.wide = nn.ModuleDict({f"t_{k}": nn.Linear(in_dim, n) for k, n in outputs.items()}) if wide else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.trunk(x)
-        return {k[2:]: layer(h) for k, layer in self.heads.items()}
+        if self.wide is None:
+            return {k[2:]: layer(h) for k, layer in self.heads.items()}
+        return {k[2:]: layer(h) + self.wide[k](x) for k, layer in self.heads.items()}
 
 
 def _pinball(pred: torch.Tensor, y: torch.Tensor, q: float) -> torch.Tensor:
@@ -56,6 +67,23 @@ def _threads(n: int | None):
 
 
 BLOCK_VARIANCE = 256.0  # total variance of each encoder block at the input
+STD_FLOOR = 1e-6  # stored std of inputs that are constant on the training rows
+SPARSE_ZEROS = 0.5  # a block with more zeros than this share is scaled as a whole
+
+
+def input_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input mean and std of one block on its training rows.
+
+    Dense embeddings: each input's own std. Sparse blocks (hashed n-grams, mostly zeros): one
+    std shared by the whole block, since dividing by each input's own std would blow a title
+    word seen twice in training up to a huge value. Inputs constant on the training rows get
+    STD_FLOOR, which `_inverse_std` turns into a zero weight.
+    """
+    mean = x.mean(axis=0).astype(np.float32)
+    std = x.std(axis=0)
+    if (x == 0).mean() > SPARSE_ZEROS:
+        std = np.where(std > STD_FLOOR, np.sqrt((std**2).sum() / x.shape[1]), std)
+    return mean, np.maximum(std, STD_FLOOR).astype(np.float32)
 
 
 class MLPHead:
@@ -78,6 +106,12 @@ class MLPHead:
     def in_dim(self) -> int:
         return sum(len(self.mean[e]) for e in self.block_order) + len(self.block_order)
 
+    def _inverse_std(self, eid: str) -> np.ndarray:
+        """1/std per input; 0 for inputs constant on the training rows (a hashed n-gram no training
+        title has): the net never learned a weight for them, so at predict time they are noise."""
+        std = self.std[eid]
+        return np.where(std > STD_FLOOR, 1.0 / np.maximum(std, STD_FLOOR), 0.0).astype(np.float32)
+
     def _inputs(self, feats: Features) -> np.ndarray:
         """Standardised blocks, each scaled to the same total variance, plus missing indicators.
 
@@ -87,7 +121,7 @@ class MLPHead:
         parts, missing = [], []
         for eid in self.block_order:
             m, f = feats.matrices[eid], feats.found[eid]
-            z = (m - self.mean[eid]) / self.std[eid] * np.float32(np.sqrt(BLOCK_VARIANCE / m.shape[1]))
+            z = (m - self.mean[eid]) * self._inverse_std(eid) * np.float32(np.sqrt(BLOCK_VARIANCE / m.shape[1]))
             z[~f] = 0.0
             parts.append(z.astype(np.float32))
             missing.append((~f).astype(np.float32))
@@ -125,8 +159,7 @@ class MLPHead:
         for eid in self.block_order:
             m, f = feats.matrices[eid][train], feats.found[eid][train]
             x = m[f] if f.any() else np.zeros((1, m.shape[1]), dtype=np.float32)
-            self.mean[eid] = x.mean(axis=0).astype(np.float32)
-            self.std[eid] = np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+            self.mean[eid], self.std[eid] = input_scale(x)
         for s in self.specs:
             if s.kind == "regression":
                 v = y[s.name][train]
@@ -138,7 +171,7 @@ class MLPHead:
         ytr, yva = self._targets(y, train), self._targets(y, val)
         with _threads(ms.threads):
             torch.manual_seed(self.settings.seed)
-            self.net = FusionNet(x_all.shape[1], ms.hidden, ms.dropout, self._outputs())
+            self.net = FusionNet(x_all.shape[1], ms.hidden, ms.dropout, self._outputs(), wide=ms.wide)
             opt = torch.optim.AdamW(self.net.parameters(), lr=ms.lr, weight_decay=ms.weight_decay)
             gen = torch.Generator().manual_seed(self.settings.seed)
             best, best_state, bad = float("inf"), copy.deepcopy(self.net.state_dict()), 0
@@ -209,7 +242,7 @@ class MLPHead:
             head.mean[e], head.std[e] = z[f"mean_{i}"], z[f"std_{i}"]
         head.y_mu, head.y_sd = dict(part["y_mu"]), dict(part["y_sd"])
         ms = settings.mlp
-        head.net = FusionNet(part["in_dim"], ms.hidden, ms.dropout, dict(part["outputs"]))
+        head.net = FusionNet(part["in_dim"], ms.hidden, ms.dropout, dict(part["outputs"]), wide=ms.wide)
         head.net.load_state_dict(torch.load(directory / part["state_dict"], weights_only=True))
         head.net.eval()
         head.epochs_run = part.get("epochs_run", 0)

@@ -32,12 +32,15 @@ class MLPSettings(Strict):
     batch_size: int = 256
     max_epochs: int = 60
     patience: int = 6
+    wide: bool = Field(True, description="add a per-target linear layer on the inputs (wide and deep)")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads while training (None: unchanged)")
     quantiles: tuple[float, float] = Field((0.1, 0.9), description="pinball-loss outputs giving the price interval")
 
 
 class TrainSettings(Strict):
-    features: list[str] = Field(default_factory=lambda: ["image", "title"], description="encoder names")
+    features: list[str] = Field(
+        default_factory=lambda: ["image", "title", "title_words", "title_chars"], description="encoder names"
+    )
     classification_targets: list[str] = Field(
         default_factory=lambda: [
             "master_category",

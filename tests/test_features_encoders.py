@@ -114,3 +114,36 @@ def test_missing_hub_weights_offline(monkeypatch):
 def test_unknown_family_input_mismatch():
     with pytest.raises(ValueError):
         load_encoder(EncoderSpec(family="resnet", model="resnet18", pretrained="random", input="title"))
+
+
+def test_hashing_words_equal_sklearn_and_store_through_runner(tmp_path):
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from conftest_features import make_catalog, settings
+    from features.encode import encode
+    from features.store import EmbeddingStore
+
+    spec = EncoderSpec(family="hashing", model="word:1-2:64", input="title")
+    enc = load_encoder(spec)
+    assert enc.dim == 64 and encoder_id(spec) == "hashing:word:1-2:64:none:title"
+    ref = HashingVectorizer(ngram_range=(1, 2), n_features=64, binary=True, alternate_sign=False, norm="l2")
+    with torch.inference_mode():
+        ours = enc.forward(enc.tokenize(TITLES)).numpy()
+    np.testing.assert_allclose(ours, ref.transform(TITLES).toarray(), atol=1e-6)
+    # same words in another order share their unigrams; another colour changes the vector
+    a, b, c = (enc.tokenize([t]).numpy()[0] for t in ["navy blue shirt", "shirt navy blue", "red shirt"])
+    assert 0.5 < a @ b < 1.0 and a @ c < a @ b
+
+    wh, rows = make_catalog(tmp_path, 7)
+    first = encode(wh, {"title_words": spec}, settings(batch_size=3, chunk_rows=4), progress=False)
+    assert (first[0].encoded, first[0].dim) == (7, 64)
+    stored, found = EmbeddingStore(wh, first[0].encoder_id).read_matrix([r["product_id"] for r in rows])
+    assert found.all()
+    np.testing.assert_allclose(stored, ref.transform([r["title"] for r in rows]).toarray(), atol=1e-6)
+    assert encode(wh, {"title_words": spec}, settings(), progress=False)[0].encoded == 0
+
+
+@pytest.mark.parametrize("model", ["words:1-2:64", "word:2-1:64", "word:1-2", "word:1-2:1"])
+def test_hashing_bad_model_string_names_the_format(model):
+    with pytest.raises(ValueError, match="hashing model"):
+        load_encoder(EncoderSpec(family="hashing", model=model, input="title"))

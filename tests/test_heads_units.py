@@ -168,3 +168,28 @@ def test_head_saved_and_reloaded_predicts_identically(tmp_path, head_name):
     for k in before:
         assert np.array_equal(before[k], after[k]), k
     assert classification_metrics(y["cls"][210:], before["cls"][210:])["accuracy"] > 0.9
+
+
+def test_mlp_input_scale_dense_per_input_sparse_per_block():
+    from heads.mlp_head import BLOCK_VARIANCE, MLPHead, input_scale
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(0, [1.0, 5.0, 0.1], (500, 3)).astype(np.float32)
+    _, std = input_scale(dense)
+    np.testing.assert_allclose(std, dense.std(axis=0), rtol=1e-5)
+
+    sparse = np.zeros((500, 6), np.float32)  # hashed n-grams: one common, one seen once, one never
+    sparse[:250, 0] = 0.5
+    sparse[7, 1] = 0.5
+    sparse[::3, 2] = 0.3
+    _, std = input_scale(sparse)
+    assert std[3] == std[4] == std[5] == 1e-6 and std[0] == std[1] == std[2]
+
+    head = MLPHead.__new__(MLPHead)
+    head.mean, head.std = {"s": input_scale(sparse)[0]}, {"s": std}
+    z = (sparse - head.mean["s"]) * head._inverse_std("s") * np.sqrt(BLOCK_VARIANCE / 6)
+    assert abs(z.var(axis=0).sum() - BLOCK_VARIANCE) < 1e-2 * BLOCK_VARIANCE  # the block's total variance
+    assert np.abs(z).max() < 40  # the word seen once is not blown up to 1/std ~ 500
+    unseen = np.zeros((1, 6), np.float32)
+    unseen[0, 4] = 1.0  # an n-gram no training title had: no weight was learned, so it counts 0
+    assert ((unseen - head.mean["s"]) * head._inverse_std("s"))[0, 4] == 0.0

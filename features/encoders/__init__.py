@@ -23,6 +23,7 @@ _FAMILIES: dict[str, str | Builder] = {
     "resnet": "features.encoders.resnet",
     "bert": "features.encoders.bert",
     "timm": "features.encoders.timm_models",
+    "hashing": "features.encoders.hashing",
 }
 
 
