@@ -46,11 +46,14 @@ def strata_for(specs: list[TargetSpec], encoded: dict[str, np.ndarray]) -> tuple
 
 
 def _pool_small(strata: np.ndarray, minimum: int) -> np.ndarray:
+    """Merge strata under `minimum` rows into one; if that is still too small, into the largest."""
     counts = Counter(strata.tolist())
     small = {k for k, n in counts.items() if n < minimum}
     if not small:
         return strata
-    return np.where(np.isin(strata, list(small)), "__pooled__", strata)
+    pooled_rows = sum(counts[k] for k in small)
+    into = "__pooled__" if pooled_rows >= minimum else counts.most_common(1)[0][0]
+    return np.where(np.isin(strata, list(small)), into, strata)
 
 
 def _split_two(idx: np.ndarray, strata: np.ndarray | None, size: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -94,6 +94,13 @@ def test_split_is_stratified_seeded_and_falls_back():
     tiny = np.array(["x"] * 10 + ["y"])
     s = make_split(11, tiny, "t", 0.3, 0.2, seed=0)
     assert len(s.train) + len(s.val) + len(s.test) == 11
+    # the real catalog: one class with a single product (Fashion's 'Home') must not cost the
+    # other classes their stratification
+    one = np.array(["a"] * 700 + ["b"] * 290 + ["c"] * 9 + ["Home"])
+    rng.shuffle(one)
+    s = make_split(len(one), one, "t", 0.2, 0.1, seed=0)
+    assert s.stratified_on == "t"
+    assert (one[s.test] == "a").sum() == 140 and (one[s.test] == "b").sum() == 58
 
 
 def test_regression_only_strata_are_deciles():
