@@ -86,12 +86,13 @@ def candidates(products: pa.Table, input_kind: str) -> tuple[pa.Table, int]:
     return table, products.num_rows - kept.num_rows
 
 
-def _batches(enc: Encoder, todo: pa.Table, batch_size: int, num_workers: int) -> Iterator[Batch]:
+def _batches(enc: Encoder, todo: pa.Table, batch_size: int, settings: EncodeSettings) -> Iterator[Batch]:
     ids = todo["product_id"].to_pylist()
     hashes = todo["content_hash"].to_pylist()
     sources = todo["source"].to_pylist()
     if enc.input == "image":
-        return image_batches(ids, hashes, sources, enc.preprocess, batch_size, num_workers)
+        return image_batches(ids, hashes, sources, enc.preprocess, batch_size, settings.num_workers,
+                             idle_workers=settings.decode_priority == "idle")
     return text_batches(ids, hashes, sources, enc.tokenize, batch_size)
 
 
@@ -141,7 +142,7 @@ def encode_one(
     columns = [TextColumn(f"[bold]{name}[/] {spec.input}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(name, total=todo.num_rows)
-        batches = _batches(enc, todo, batch_size, settings.num_workers)
+        batches = _batches(enc, todo, batch_size, settings)
         while True:
             tr = time.perf_counter()
             batch = next(batches, None)

@@ -27,6 +27,11 @@ class EncoderSpec(Strict):
 class EncodeSettings(Strict):
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode images")
+    decode_priority: Literal["idle", "normal"] = Field(
+        "idle",
+        description="scheduling of the decoding workers: idle (SCHED_IDLE on Linux) keeps them from stalling "
+        "the model's threads; normal when other busy processes share the machine and would starve them",
+    )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default)")
     chunk_rows: int = Field(2048, ge=1, description="rows committed atomically per Parquet file")
     shards: int = Field(1, ge=1, description="encode shards run as separate Prefect tasks")

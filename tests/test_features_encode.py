@@ -167,3 +167,26 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     keys = keys_of(wh, eid)
     assert len(keys) == len(set(keys)) == 40
     assert not [p for p in d.rglob(f"{TMP_PREFIX}*")]
+
+
+def _scheduler_policy(image) -> torch.Tensor:
+    """A 'preprocess' that reports the scheduling policy of the process that decodes."""
+    return torch.tensor([float(os.sched_getscheduler(0))])
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_decoding_workers_run_at_idle_priority_unless_told(tmp_path):
+    from features.reader import image_batches
+
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(paths[-1])
+    ids = [str(i) for i in range(4)]
+
+    def policies(idle: bool) -> set[int]:
+        batches = image_batches(ids, ids, [str(p) for p in paths], _scheduler_policy, 2, 1, idle_workers=idle)
+        return {int(v) for b in batches for v in b.inputs.flatten().tolist()}
+
+    assert policies(True) == {os.SCHED_IDLE}
+    assert policies(False) == {os.sched_getscheduler(0)} != {os.SCHED_IDLE}
