@@ -1,7 +1,8 @@
 """Reader: turns the products still to encode into model-ready batches.
 
-Images are opened, decoded, converted and transformed inside DataLoader worker processes, so
-that decoding overlaps the forward pass in the main process. A file that fails to decode does
+Images are opened, decoded, resized and cropped inside DataLoader worker processes, so that
+decoding overlaps the forward pass in the main process; the workers hand over uint8 crops and the
+float conversion and normalisation run once per batch here (see `features.image_transforms`). A file that fails to decode does
 not stop the batch: it comes back as a named failure next to the batch's good rows. Titles are
 tokenised in the main process (fast tokenisers; no worker start-up cost), in length-sorted
 batches so that padding to the longest title of a batch pads little.
@@ -16,6 +17,8 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+
+from features.image_transforms import NormalizeBatch, split_for_batching
 
 
 @dataclass
@@ -99,8 +102,9 @@ def image_batches(
     """Batches of decoded images in input order, decoded by `num_workers` processes."""
     if not paths:
         return iter(())
+    per_image, per_batch = split_for_batching(preprocess)
     loader = DataLoader(
-        ImageFiles(product_ids, hashes, paths, preprocess),
+        ImageFiles(product_ids, hashes, paths, per_image),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -110,7 +114,15 @@ def image_batches(
         multiprocessing_context=worker_context() if num_workers else None,
         worker_init_fn=_yield_to_inference if (num_workers and idle_workers) else None,
     )
-    return iter(loader)
+    batches = iter(loader)  # starts the workers now, before the first batch is asked for
+    return batches if per_batch is None else _finished(batches, per_batch)
+
+
+def _finished(batches: Iterator[Batch], finish: NormalizeBatch) -> Iterator[Batch]:
+    for b in batches:
+        if b.inputs is not None:
+            b.inputs = finish(b.inputs)
+        yield b
 
 
 def text_batches(
