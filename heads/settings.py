@@ -33,6 +33,7 @@ class MLPSettings(Strict):
     max_epochs: int = 60
     patience: int = 6
     wide: bool = Field(True, description="add a per-target linear layer on the inputs (wide and deep)")
+    ensemble: int = Field(3, ge=1, description="nets trained with seeds seed, seed+1, ...; their outputs averaged")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads while training (None: unchanged)")
     quantiles: tuple[float, float] = Field((0.1, 0.9), description="pinball-loss outputs giving the price interval")
 

@@ -143,11 +143,9 @@ def test_registry_one_current_per_target_set(tmp_path):
         registry.get_model(wh, "m9")
 
 
-@pytest.mark.parametrize("head_name", ["lightgbm", "mlp"])
-def test_head_saved_and_reloaded_predicts_identically(tmp_path, head_name):
+def _two_block_problem():
+    """240 rows, a 3-class label from block a, log price from a, block b missing for ~30% of rows."""
     from heads.features import Block, from_arrays
-    from heads.predict import HEADS
-    from heads.settings import LightGBMSettings, MLPSettings, TrainSettings
     from heads.targets import TargetSpec
 
     rng = np.random.default_rng(4)
@@ -161,9 +159,19 @@ def test_head_saved_and_reloaded_predicts_identically(tmp_path, head_name):
     feats = from_arrays([str(i) for i in range(n)], blocks, {"e:a": (a, np.ones(n, bool)), "e:b": (b, found_b)})
     specs = [TargetSpec("cls", "classification", ["x", "y", "z"]), TargetSpec("price", "regression", transform="log")]
     y = {"cls": c.astype(np.int64), "price": 3 + 0.5 * a[:, 0].astype(np.float64)}
+    return feats, specs, y
+
+
+@pytest.mark.parametrize("head_name", ["lightgbm", "mlp"])
+def test_head_saved_and_reloaded_predicts_identically(tmp_path, head_name):
+    from heads.predict import HEADS
+    from heads.settings import LightGBMSettings, MLPSettings, TrainSettings
+
+    feats, specs, y = _two_block_problem()
+    n = feats.n
     ts = TrainSettings(lightgbm=LightGBMSettings(num_boost_round=30, reduce_dim=4, stack_dim=8, min_data_in_leaf=5,
                                                  stack_folds=3, num_threads=1),
-                       mlp=MLPSettings(hidden=32, max_epochs=40, lr=1e-2, batch_size=32, threads=1))
+                       mlp=MLPSettings(hidden=32, max_epochs=40, lr=1e-2, batch_size=32, threads=1, ensemble=2))
     idx = np.arange(n)
     head = HEADS[head_name](ts, specs).fit(feats, y, idx[:180], idx[180:210], log=lambda m: None)
     before = head.predict(feats)
@@ -175,6 +183,32 @@ def test_head_saved_and_reloaded_predicts_identically(tmp_path, head_name):
     for k in before:
         assert np.array_equal(before[k], after[k]), k
     assert classification_metrics(y["cls"][210:], before["cls"][210:])["accuracy"] > 0.9
+
+
+def test_mlp_ensemble_averages_differently_seeded_members():
+    from heads.mlp_head import MLPHead
+    from heads.settings import MLPSettings, TrainSettings
+
+    feats, specs, y = _two_block_problem()
+    idx = np.arange(feats.n)
+    ts = TrainSettings(seed=7, mlp=MLPSettings(hidden=32, max_epochs=15, lr=1e-2, batch_size=32, threads=1, ensemble=3))
+    head = MLPHead(ts, specs).fit(feats, y, idx[:180], idx[180:210], log=lambda m: None)
+    assert len(head.nets) == 3 and len(head.epochs_run) == 3
+    both = head.predict(feats)
+    members = []
+    for net in head.nets:
+        one = MLPHead(ts, specs)
+        one.__dict__.update({k: v for k, v in head.__dict__.items() if k != "nets"}, nets=[net])
+        members.append(one.predict(feats))
+    assert not np.allclose(members[0]["cls"], members[1]["cls"])  # seeds 7, 8, 9 give different nets
+    for k in both:
+        np.testing.assert_allclose(both[k][:, 0] if k == "price" else both[k],
+                                   np.mean([m[k][:, 0] if k == "price" else m[k] for m in members], axis=0), rtol=1e-6)
+    # the first member is the net a single-net head with the same seed trains
+    ts1 = ts.model_copy(deep=True)
+    ts1.mlp.ensemble = 1
+    single = MLPHead(ts1, specs).fit(feats, y, idx[:180], idx[180:210], log=lambda m: None).predict(feats)
+    np.testing.assert_array_equal(single["cls"], members[0]["cls"])
 
 
 def test_mlp_input_scale_dense_per_input_sparse_per_block():
