@@ -133,6 +133,7 @@ class LightGBMHead:
             "learning_rate": s.learning_rate,
             "num_leaves": s.num_leaves,
             "min_data_in_leaf": s.min_data_in_leaf,
+            "lambda_l2": s.lambda_l2,
             "num_threads": s.num_threads,
             "seed": self.settings.seed,
             "deterministic": True,

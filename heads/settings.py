@@ -15,6 +15,10 @@ class LightGBMSettings(Strict):
     reduce_dim: int = Field(64, ge=0, description="PCA components per encoder before trees (0 = raw)")
     early_stopping_rounds: int = 30
     min_data_in_leaf: int = Field(20, ge=1)
+    lambda_l2: float = Field(
+        10.0, ge=0, description="L2 penalty on leaf values: boosting from confident linear probabilities leaves "
+        "near-zero hessians, and unpenalised leaves then blow up to scores in the thousands",
+    )
     num_threads: int = Field(2, ge=1)
     stack_linear: bool = Field(
         True, description="add out-of-fold linear-model scores (class probabilities / log price) as tree inputs"
