@@ -198,8 +198,8 @@ def main() -> None:
     body = (
         stamp(cmd.strip())
         + f"\nWall time {time.perf_counter() - t0:.0f}s. On a shared 2-core VM the image ratios of one run move by "
-        "about ±0.05 from run to run, bare runs as much as end-to-end ones (the spread column shows it); "
-        "re-run before drawing conclusions from a single row.\n\n"
+        "as much as the bare forward pass itself, which moves by 10–20% between runs minutes apart; the "
+        "lowest–highest column shows one run's spread. Re-run before drawing conclusions from a single row.\n\n"
         f"Settings: batch {args.batch_size}, {args.num_workers} DataLoader worker(s), {args.threads} torch threads, "
         f"chunk {args.chunk_rows} rows. Data: first {args.images} images / {args.titles} titles of Fashion Product Images "
         f"(60×80 JPEGs). Image rows: {args.reps} end-to-end runs interleaved with {args.reps + 1} bare ones; items/s are "
