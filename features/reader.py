@@ -2,8 +2,9 @@
 
 Images are opened, decoded, resized and cropped inside DataLoader worker processes, so that
 decoding overlaps the forward pass in the main process; the workers hand over uint8 crops and the
-float conversion and normalisation run once per batch here (see `features.image_transforms`). A file that fails to decode does
-not stop the batch: it comes back as a named failure next to the batch's good rows. Titles are
+float conversion and normalisation run once per batch here (see `features.image_transforms`). A
+file that fails to decode does not stop the batch: it comes back as a named failure next to the
+batch's good rows. Titles are
 tokenised in the main process (fast tokenisers; no worker start-up cost), in length-sorted
 batches so that padding to the longest title of a batch pads little.
 """
@@ -75,9 +76,10 @@ def _yield_to_inference(worker_id: int) -> None:
     """Run the decoding worker at idle priority (SCHED_IDLE where Linux has it).
 
     The model's intra-op threads already use every core and meet at a barrier after each layer;
-    a decoder that preempts one of them stalls them all, which costs a small-layered CNN far more
-    than the decoding itself (measured: tf_efficientnet_lite0 end-to-end went from 0.74x to
-    0.94x of the bare forward pass). At idle priority the decoder runs in the gaps the model leaves
+    a decoder that preempts one of them stalls them all, which costs a small-layered CNN more than
+    the decoding itself (on this project's 2-core VM the forward passes of tf_efficientnet_lite0
+    ran faster next to an idle-priority decoder than next to a normal one, though the decoder then
+    falls behind more often). At idle priority the decoder runs in the gaps the model leaves
     and, when the model waits for a batch, on the cores it no longer uses; other busy processes on
     the machine can starve it, hence `encode.decode_priority: normal`.
     """
