@@ -10,6 +10,7 @@ batches so that padding to the longest title of a batch pads little.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -83,8 +84,6 @@ def _yield_to_inference(worker_id: int) -> None:
     and, when the model waits for a batch, on the cores it no longer uses; other busy processes on
     the machine can starve it, hence `encode.decode_priority: normal`.
     """
-    import os
-
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

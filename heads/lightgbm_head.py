@@ -229,7 +229,6 @@ class LightGBMHead:
             stacked = self._stack(spec, lin_all)
             x = np.hstack([tree_all, stacked])
             init = _init_score(spec, stacked) if self.boost_from_linear else None
-
             shift = self.residual_quantiles.get(spec.name, {})
 
             def raw(role: str) -> np.ndarray:
