@@ -4,8 +4,9 @@ For each family on its real architecture (random weights where none are cached: 
 ResNet-50; the real cached MiniLM and tf_efficientnet_lite0), on a subset of the Fashion Product
 Images catalog:
 
-* images: end-to-end items/s (decode in DataLoader workers + forward + Parquet commits) against
-  the forward pass alone on the same preprocessed tensors and batch size (goal ≥ 0.9×);
+* images: end-to-end items/s (decode + forward + Parquet commits) against the forward pass alone
+  on the same preprocessed tensors and batch size (goal ≥ 0.9×), once per `encode.num_workers`
+  setting given (default: `auto`, the shipped default, and 1 worker beside the model);
 * titles: dynamic padding (as encode() does) against padding to the model's max length
   (goal ≥ 3×), both forward-only on the same titles and batch size;
 * incremental: after changing 1% of titles, a re-run costs ≤ 3% of the full run.
@@ -36,7 +37,7 @@ from PIL import Image
 from features.encode import encode
 from features.encoders import clear_cache, load_encoder
 from features.identity import encoder_id
-from features.reader import text_batches
+from features.reader import decode_workers, text_batches
 from features.settings import EncodeSettings, EncoderSpec
 from warehouse import schemas
 from warehouse.atomic import write_parquet_atomic
@@ -107,9 +108,18 @@ def bare_forward(enc, batches: list) -> float:
     return n / (time.perf_counter() - t)
 
 
+def decode_label(setting: str, threads: int) -> str:
+    n = decode_workers(setting if setting == "auto" else int(setting), threads)
+    mode = f"{n} worker{'s' if n != 1 else ''}" if n else "inline"
+    return f"{mode} (num_workers {setting})"
+
+
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
-    st = EncodeSettings(batch_size=args.batch_size, num_workers=args.num_workers, threads=args.threads, chunk_rows=args.chunk_rows)
+    worker_settings = args.num_workers.split(",")
+    runs = {w: EncodeSettings(batch_size=args.batch_size, num_workers=w, threads=args.threads, chunk_rows=args.chunk_rows)
+            for w in worker_settings}
+    st = runs[worker_settings[0]]
     rows = read_catalog(max(args.images, args.titles))
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,25 +133,29 @@ def run(args: argparse.Namespace) -> str:
             enc = load_encoder(spec, threads=args.threads)
             x = list(torch.split(torch.stack([enc.preprocess(im) for im in imgs]), args.batch_size))
             # bare and end-to-end interleaved, medians taken: this damps drift of a shared VM
-            bares, e2es = [bare_forward(enc, x)], []
+            bares = [bare_forward(enc, x)]
+            e2es: dict[str, list[float]] = {w: [] for w in runs}
+            reps: dict[str, object] = {}
             for _ in range(args.reps):
-                shutil.rmtree(wh.embeddings_dir(encoder_id(spec)), ignore_errors=True)
-                (rep,) = encode(wh, {"image": spec}, st, progress=False)
-                e2es.append(rep.encoded / (rep.seconds - rep.load_seconds))
+                for w, run_settings in runs.items():
+                    shutil.rmtree(wh.embeddings_dir(encoder_id(spec)), ignore_errors=True)
+                    (reps[w],) = encode(wh, {"image": spec}, run_settings, progress=False)
+                    e2es[w].append(reps[w].encoded / (reps[w].seconds - reps[w].load_seconds))
                 bares.append(bare_forward(enc, x))
-            e2e, bare = statistics.median(e2es), statistics.median(bares)
-            # each end-to-end run against the bare runs just before and after it: a slow spell of
-            # the shared VM then weighs on both sides of one ratio instead of on one side only
-            ratios = sorted(e / ((b0 + b1) / 2) for e, b0, b1 in zip(e2es, bares, bares[1:]))
+            bare = statistics.median(bares)
+            for w, rep in reps.items():
+                # each end-to-end run against the bare runs just before and after its repetition: a
+                # slow spell of the shared VM then weighs on both sides of one ratio, not on one only
+                ratios = sorted(e / ((b0 + b1) / 2) for e, b0, b1 in zip(e2es[w], bares, bares[1:]))
+                lines.append(
+                    f"| {label} | image | {rep.encoded} | {decode_label(w, args.threads)} | {statistics.median(e2es[w]):.1f} | "
+                    f"{bare:.1f} | **{statistics.median(ratios):.2f}×** ({ratios[0]:.2f}–{ratios[-1]:.2f}; goal ≥ 0.9×) | "
+                    f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
+                )
+                print(lines[-1], flush=True)
             del x, enc
             clear_cache()  # the next encoder starts from a process without this one's model
             gc.collect()
-            lines.append(
-                f"| {label} | image | {rep.encoded} | {e2e:.1f} | {bare:.1f} | **{statistics.median(ratios):.2f}×** "
-                f"({ratios[0]:.2f}–{ratios[-1]:.2f}; goal ≥ 0.9×) | "
-                f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
-            )
-            print(lines[-1], flush=True)
 
         text_rows = [r for r in rows[: args.titles] if r["title"]]
         write_products(wh, text_rows)
@@ -157,7 +171,7 @@ def run(args: argparse.Namespace) -> str:
             (rep,) = encode(wh, {"title": spec}, st, progress=False)
             e2e = rep.encoded / (rep.seconds - rep.load_seconds)
             lines.append(
-                f"| {label} | title | {rep.encoded} | {e2e:.1f} | {dyn:.1f} dynamic vs {full:.1f} max-length "
+                f"| {label} | title | {rep.encoded} | | {e2e:.1f} | {dyn:.1f} dynamic vs {full:.1f} max-length "
                 f"({len(sample)} titles) | **{dyn / full:.1f}×** dynamic padding (goal ≥ 3×) | "
                 f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
             )
@@ -169,7 +183,7 @@ def run(args: argparse.Namespace) -> str:
                 clear_cache()
                 (again,) = encode(wh, {"title": spec}, st, progress=False)
                 lines.append(
-                    f"| {label}: re-run after 1% of titles changed | title | {again.encoded} of {again.candidates} | "
+                    f"| {label}: re-run after 1% of titles changed | title | {again.encoded} of {again.candidates} | | "
                     f"{again.seconds:.2f}s (model load {again.load_seconds:.2f}s) vs full run {rep.seconds:.2f}s | | "
                     f"**{again.seconds / rep.seconds:.1%}** of the full run (goal ≤ 3%); "
                     f"{(again.seconds - again.load_seconds) / (rep.seconds - rep.load_seconds):.1%} without model load | |"
@@ -181,14 +195,16 @@ def run(args: argparse.Namespace) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=512, help="catalog images encoded per image encoder")
+    ap.add_argument("--images", type=int, default=1024, help="catalog images encoded per image encoder")
     ap.add_argument("--titles", type=int, default=8000, help="catalog titles encoded per text encoder")
     ap.add_argument("--pad-sample", type=int, default=128, help="titles used for dynamic vs max-length padding")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--num-workers", type=int, default=1)
+    ap.add_argument("--num-workers", default="auto,1",
+                    help="comma-separated encode.num_workers settings, each an end-to-end row per image encoder; "
+                         "the first one also runs the title encoders")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--chunk-rows", type=int, default=2048)
-    ap.add_argument("--reps", type=int, default=5, help="end-to-end runs per image encoder, interleaved with bare ones")
+    ap.add_argument("--reps", type=int, default=3, help="end-to-end runs per image encoder, interleaved with bare ones")
     ap.add_argument("--only", default=None, help="run only encoders whose label contains this")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = ap.parse_args()
@@ -200,14 +216,16 @@ def main() -> None:
         + f"\nWall time {time.perf_counter() - t0:.0f}s. On a shared 2-core VM the image ratios of one run move by "
         "as much as the bare forward pass itself, which moves by 10–20% between runs minutes apart; the "
         "lowest–highest column shows one run's spread. Re-run before drawing conclusions from a single row.\n\n"
-        f"Settings: batch {args.batch_size}, {args.num_workers} DataLoader worker(s), {args.threads} torch threads, "
+        f"Settings: batch {args.batch_size}, {args.threads} torch threads, decoding as each row says "
+        f"(`encode.num_workers` {args.num_workers.replace(',', ' and ')}; `auto` decodes inline when the torch threads "
+        "take every core), "
         f"chunk {args.chunk_rows} rows. Data: first {args.images} images / {args.titles} titles of Fashion Product Images "
         f"(60×80 JPEGs). Image rows: {args.reps} end-to-end runs interleaved with {args.reps + 1} bare ones; items/s are "
         "medians, the ratio is the median (lowest–highest) of each end-to-end run over the mean of the bare runs "
         "on either side of it. End-to-end = `encode()` items/s excluding the one-off model load (read + inference + "
         "Parquet commits); bare = forward pass only on the same preprocessed tensors / titles and batch size.\n\n"
-        "| encoder | input | rows | end-to-end items/s | bare forward items/s | ratio | time split |\n"
-        "|---|---|---|---|---|---|---|\n" + table
+        "| encoder | input | rows | decoding | end-to-end items/s | bare forward items/s | ratio | time split |\n"
+        "|---|---|---|---|---|---|---|---|\n" + table
     )
     print(body)
     if not args.no_write:

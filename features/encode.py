@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from features.encoders import Encoder, load_encoder
 from features.identity import encoder_id as make_encoder_id
 from features.mapper import Mapper
-from features.reader import Batch, image_batches, text_batches
+from features.reader import Batch, decode_workers, image_batches, text_batches
 from features.settings import EncoderSpec, EncodeSettings
 from features.store import EmbeddingStore, EncoderMismatch
 from features.writer import ChunkWriter
@@ -91,7 +91,8 @@ def _batches(enc: Encoder, todo: pa.Table, batch_size: int, settings: EncodeSett
     hashes = todo["content_hash"].to_pylist()
     sources = todo["source"].to_pylist()
     if enc.input == "image":
-        return image_batches(ids, hashes, sources, enc.preprocess, batch_size, settings.num_workers,
+        return image_batches(ids, hashes, sources, enc.preprocess, batch_size,
+                             decode_workers(settings.num_workers, settings.threads),
                              idle_workers=settings.decode_priority == "idle")
     return text_batches(ids, hashes, sources, enc.tokenize, batch_size)
 

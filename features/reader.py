@@ -1,12 +1,13 @@
 """Reader: turns the products still to encode into model-ready batches.
 
-Images are opened, decoded, resized and cropped inside DataLoader worker processes, so that
-decoding overlaps the forward pass in the main process; the workers hand over uint8 crops and the
-float conversion and normalisation run once per batch here (see `features.image_transforms`). A
-file that fails to decode does not stop the batch: it comes back as a named failure next to the
-batch's good rows. Titles are
-tokenised in the main process (fast tokenisers; no worker start-up cost), in length-sorted
-batches so that padding to the longest title of a batch pads little.
+Images are opened, decoded, resized and cropped by a DataLoader: in worker processes that
+overlap the forward pass when the machine has cores the model's threads leave free, in the main
+process between forward passes when it has not (`decode_workers`). Either way decoding hands over
+uint8 crops, and the float conversion and normalisation run once per batch here (see
+`features.image_transforms`). A file that fails to decode does not stop the batch: it comes back as
+a named failure next to the batch's good rows. Titles are tokenised in the main process (fast
+tokenisers; no worker start-up cost), in length-sorted batches so that padding to the longest
+title of a batch pads little.
 """
 from __future__ import annotations
 
@@ -71,6 +72,23 @@ def worker_context() -> str:
     locks held by threads that no longer exist; there a fork server starts them clean.
     """
     return "fork" if threading.active_count() == 1 else "forkserver"
+
+
+def decode_workers(num_workers: int | str, threads: int | None) -> int:
+    """How many decoding processes `encode.num_workers` asks for, `auto` resolved against this machine.
+
+    A worker only overlaps the forward pass if it has a core to itself. When the model's intra-op
+    threads already take every core, a worker competes with them, and each slice of CPU it takes
+    stalls all of them at the next layer's barrier. On this project's 2-core VM that slowed the
+    forward pass by more than decoding inline takes (BENCHMARKS.md, Encoding: the rows with one
+    worker against the `auto` ones). So `auto` gives decoding the cores the model leaves free (at
+    most 4) and decodes in the main process when there are none.
+    """
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    used = threads or torch.get_num_threads()
+    return max(0, min(4, cores - used))
 
 
 def _yield_to_inference(worker_id: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from warehouse.settings import Strict
 
@@ -26,7 +26,11 @@ class EncoderSpec(Strict):
 
 class EncodeSettings(Strict):
     batch_size: int = Field(64, ge=1)
-    num_workers: int = Field(2, ge=0, description="DataLoader worker processes that decode images")
+    num_workers: NonNegativeInt | Literal["auto"] = Field(
+        "auto",
+        description="DataLoader worker processes that decode images; 0 decodes in the main process between "
+        "forward passes; auto: one per core the model's threads leave free, 0 when they fill every core",
+    )
     decode_priority: Literal["idle", "normal"] = Field(
         "idle",
         description="scheduling of the decoding workers: idle (SCHED_IDLE on Linux) keeps them from stalling "

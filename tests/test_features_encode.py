@@ -21,6 +21,7 @@ from conftest_features import (  # noqa: F401  (fixtures)
 from features.encode import encode
 from features.encoders import load_encoder
 from features.identity import encoder_id
+from features.settings import EncodeSettings
 from features.store import EmbeddingStore, EncoderMismatch
 from warehouse.atomic import TMP_PREFIX, visible_parquet_files
 
@@ -190,3 +191,30 @@ def test_decoding_workers_run_at_idle_priority_unless_told(tmp_path):
 
     assert policies(True) == {os.SCHED_IDLE}
     assert policies(False) == {os.sched_getscheduler(0)} != {os.SCHED_IDLE}
+
+
+def _decoder_pid(image) -> torch.Tensor:
+    """A 'preprocess' that reports which process decodes."""
+    return torch.tensor([float(os.getpid())])
+
+
+def test_auto_decodes_inline_when_the_model_threads_fill_every_core(tmp_path):
+    from features.reader import decode_workers, image_batches
+
+    paths = []
+    for i in range(4):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(paths[-1])
+    ids = [str(i) for i in range(4)]
+
+    def decoders(threads: int) -> set[int]:
+        n = decode_workers("auto", threads)
+        return {int(v) for b in image_batches(ids, ids, paths, _decoder_pid, 2, n) for v in b.inputs.flatten().tolist()}
+
+    cores = len(os.sched_getaffinity(0))
+    assert decoders(threads=cores) == {os.getpid()}  # no core left: decoded between forward passes
+    if cores > 1:  # a core left free: decoded by a worker beside the model
+        assert os.getpid() not in decoders(threads=cores - 1)
+    assert decode_workers(3, threads=cores) == 3  # an explicit number is taken as given
+    with pytest.raises(ValueError):
+        EncodeSettings(num_workers="many")
