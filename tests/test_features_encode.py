@@ -195,7 +195,7 @@ def test_decoding_workers_run_at_idle_priority_unless_told(tmp_path):
 
 def _decoder_pid(image) -> torch.Tensor:
     """A 'preprocess' that reports which process decodes."""
-    return torch.tensor([float(os.getpid())])
+    return torch.tensor([os.getpid()])  # int64: any pid exactly
 
 
 def test_auto_decodes_inline_when_the_model_threads_fill_every_core(tmp_path):
