@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> str:
                 lines.append(
                     f"| {label}: re-run after 1% of titles changed | title | {again.encoded} of {again.candidates} | | "
                     f"{again.seconds:.2f}s (model load {again.load_seconds:.2f}s) vs full run {rep.seconds:.2f}s | | "
-                    f"**{again.seconds / rep.seconds:.1%}** of the full run (goal ≤ 3%); "
+                    f"**{again.seconds / rep.seconds:.2%}** of the full run (goal ≤ 3%); "
                     f"{(again.seconds - again.load_seconds) / (rep.seconds - rep.load_seconds):.1%} without model load | |"
                 )
                 print(lines[-1], flush=True)
