@@ -214,7 +214,7 @@ def main() -> None:
     body = (
         stamp(cmd.strip())
         + f"\nWall time {time.perf_counter() - t0:.0f}s. On a shared 2-core VM the image ratios of one run move by "
-        "as much as the bare forward pass itself, which moves by 10–20% between runs minutes apart; the "
+        "as much as the bare forward pass itself, which changes between runs minutes apart; the "
         "lowest–highest column shows one run's spread. Re-run before drawing conclusions from a single row.\n\n"
         f"Settings: batch {args.batch_size}, {args.threads} torch threads, decoding as each row says "
         f"(`encode.num_workers` {args.num_workers.replace(',', ' and ')}; `auto` decodes inline when the torch threads "

@@ -7,8 +7,8 @@ to each model); the TF-IDF + linear baseline is fitted on that split's train row
 
     HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/quality.py --limit 5000 --write
 
-The whole catalog (no --limit) takes about an hour on 2 cores, most of it LightGBM; `--report-only`
-re-renders the report from the models such a run registered, without training.
+On the whole catalog (no --limit) most of the time goes to LightGBM; `--report-only` re-renders
+the report from the models such a run registered, without training.
 """
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def run_catalog(wh, settings: Settings, targets: list[str], configs: dict[str, l
 def results_from_registry(wh, settings: Settings, targets: list[str], configs: dict[str, list[str]], heads: list[str]) -> tuple[dict, dict]:
     """The results of an earlier run, from the newest registered model of each configuration and head.
 
-    Training every configuration on the whole catalog takes about an hour here; this re-renders
+    Training every configuration on the whole catalog is the long part of a run; this re-renders
     its report (for a changed report layout) without training again. Only the TF-IDF baseline is
     refitted, on the same split.
     """

@@ -94,13 +94,11 @@ def decode_workers(num_workers: int | str, threads: int | None) -> int:
 def _yield_to_inference(worker_id: int) -> None:
     """Run the decoding worker at idle priority (SCHED_IDLE where Linux has it).
 
-    The model's intra-op threads already use every core and meet at a barrier after each layer;
-    a decoder that preempts one of them stalls them all, which costs a small-layered CNN more than
-    the decoding itself (on this project's 2-core VM the forward passes of tf_efficientnet_lite0
-    ran faster next to an idle-priority decoder than next to a normal one, though the decoder then
-    falls behind more often). At idle priority the decoder runs in the gaps the model leaves
-    and, when the model waits for a batch, on the cores it no longer uses; other busy processes on
-    the machine can starve it, hence `encode.decode_priority: normal`.
+    The model's intra-op threads meet at a barrier after each layer, so a decoder that preempts
+    one of them stalls them all. `auto` starts workers only on cores the model leaves free, but
+    an explicit `encode.num_workers` can put more processes than cores on the machine; at idle
+    priority a decoder then runs in the gaps the model leaves and never takes a core from it.
+    Other busy processes on the machine can starve it, hence `encode.decode_priority: normal`.
     """
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         try:

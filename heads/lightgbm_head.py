@@ -7,8 +7,8 @@ for each target an out-of-fold linear model (logistic regression / ridge on the 
 its class probabilities (or log-price) as stacked inputs. Boosting starts from that linear model
 (its log-probabilities or log-price are the booster's init score), so the trees learn only the
 corrections and the interactions with the missing indicators: started from the class priors
-instead, a multiclass booster with a hundred classes stopped early after two rounds, well below
-its own linear input. Regression targets get two more quantile boosters (alpha =
+instead, a multiclass booster with a hundred classes stopped early after a few rounds, below its
+own linear input. Regression targets get two more quantile boosters (alpha =
 settings.quantiles) for the prediction interval; they start from the linear prediction shifted by
 that quantile of its out-of-fold residuals.
 """

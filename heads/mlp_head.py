@@ -9,9 +9,8 @@ gives price and an interval too. Early stopping keeps the weights of the best va
 Seeded: torch.manual_seed for the weights, a seeded generator for the batch order.
 
 `mlp.ensemble` nets are trained with seeds seed, seed+1, ... and their probabilities (price
-outputs) averaged. On 10,000 Fashion Product Images products single nets' test accuracies moved
-by a few tenths of a point from seed to seed; the mean of three moved less and was above the
-typical member, at three times a training cost of seconds to a minute.
+outputs) averaged: a single net's accuracy depends on its seed, the mean of several depends on
+it less, for a training cost that grows with the number of nets.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ class LightGBMSettings(Strict):
     min_data_in_leaf: int = Field(20, ge=1)
     lambda_l2: float = Field(
         10.0, ge=0, description="L2 penalty on leaf values: boosting from confident linear probabilities leaves "
-        "near-zero hessians, and unpenalised leaves then blow up to scores in the thousands",
+        "near-zero hessians, and unpenalised leaf values then blow up",
     )
     num_threads: int = Field(2, ge=1)
     stack_linear: bool = Field(
