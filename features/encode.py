@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from features.allocator import retained_heap
 from features.encoders import Encoder, load_encoder
 from features.identity import encoder_id as make_encoder_id
 from features.mapper import Mapper
@@ -93,7 +94,7 @@ def _batches(enc: Encoder, todo: pa.Table, batch_size: int, settings: EncodeSett
     if enc.input == "image":
         return image_batches(ids, hashes, sources, enc.preprocess, batch_size,
                              decode_workers(settings.num_workers, settings.threads),
-                             idle_workers=settings.decode_priority == "idle")
+                             idle_workers=settings.decode_priority == "idle", channels_last=enc.channels_last)
     return text_batches(ids, hashes, sources, enc.tokenize, batch_size)
 
 
@@ -188,4 +189,5 @@ def encode(
     if unknown:
         raise KeyError(f"no encoder named {unknown} in the config (known: {sorted(encoders)})")
     products = read_products(wh, columns=PRODUCT_COLUMNS)
-    return [encode_one(wh, n, encoders[n], settings, products, shard, progress) for n in chosen]
+    with retained_heap():  # activations reused batch to batch, not page-faulted in again (features.allocator)
+        return [encode_one(wh, n, encoders[n], settings, products, shard, progress) for n in chosen]

@@ -53,7 +53,7 @@ class ImageFiles(Dataset):
         try:
             with Image.open(self.paths[i]) as im:
                 im.load()
-                tensor = self.preprocess(im.convert("RGB"))
+                tensor = self.preprocess(im if im.mode == "RGB" else im.convert("RGB"))
             return self.product_ids[i], self.hashes[i], tensor, None
         except Exception as e:  # any decode error of one file must not stop the run
             return self.product_ids[i], self.hashes[i], None, f"{type(e).__name__}: {e}"
@@ -115,11 +115,16 @@ def image_batches(
     batch_size: int,
     num_workers: int,
     idle_workers: bool = True,
+    channels_last: bool = False,
 ) -> Iterator[Batch]:
-    """Batches of decoded images in input order, decoded by `num_workers` processes."""
+    """Batches of decoded images in input order, decoded by `num_workers` processes.
+
+    `channels_last` asks for batches in that memory order (the encoder's own wish, see
+    `Encoder.channels_last`), made while normalising instead of by a copy afterwards.
+    """
     if not paths:
         return iter(())
-    per_image, per_batch = split_for_batching(preprocess)
+    per_image, per_batch = split_for_batching(preprocess, channels_last)
     loader = DataLoader(
         ImageFiles(product_ids, hashes, paths, per_image),
         batch_size=batch_size,
