@@ -12,12 +12,12 @@ from the forward pass, so the per-image work is cut to what only a per-image ste
   leaves the batch in the channels-last order that [H, W, C] crops already have, so the forward
   pass needs no layout copy either.
 * Every one of those transforms resizes the shorter side and then keeps a centre crop, so part of
-  the resized image is computed only to be thrown away (a third of it for a 60×80 catalog photo
-  and a 256 → 224 crop). `ResizedCenterCrop` asks Pillow to resample only the crop's own region
+  the resized image is computed only to be thrown away (over 40% of it for a 60×80 catalog photo
+  resized to 256 and cropped to 224). `ResizedCenterCrop` asks Pillow to resample only the crop's own region
   (`Image.resize(box=...)`): the same filter at the same source coordinates. Those coordinates
-  are computed in a different order in floating point, so a pixel now and then rounds to the
-  neighbouring uint8 level: at most 1/255 apart, on a handful of pixels per image (the tests
-  hold it to that).
+  are computed in a different order in floating point, so a pixel now and then rounds to a
+  neighbouring uint8 level: at most one level per resampling pass (2/255), on few pixels (the
+  tests bound both).
 
 A transform of any other shape is used whole, per image.
 """
