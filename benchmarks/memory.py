@@ -66,7 +66,8 @@ def main() -> None:
         stamp("HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/memory.py " + " ".join(sys.argv[1:]))
         + f"\n`vitrine --config configs/demo.yaml encode --encoder {args.encoder}` on the first N products of Fashion "
         "Product Images, each in a fresh warehouse; peak RSS is that of the command's largest process (the main "
-        "one or a DataLoader worker). Goal: flat as N grows.\n\n"
+        "one or a DataLoader worker). Encoding keeps freed heap memory for the length of the run "
+        "(`features/allocator.py`), so the peak includes what fragmentation holds back. Goal: flat as N grows.\n\n"
         "| products | seconds (incl. start-up and model load) | items/s | peak RSS (MB) |\n|---|---|---|---|\n" + "\n".join(rows)
     )
     print(body)

@@ -5,10 +5,11 @@ glibc's malloc serves blocks that large straight from the kernel (mmap) and hand
 free (munmap, or a trim of the heap top), so the next batch takes every page of its activations
 from the kernel again: a page fault and a page of zeroing per 4 KiB, on the cores the model needs.
 Raising the mmap and trim thresholds for the length of an encode run makes freed blocks stay in
-the heap and be reused by the next batch. Peak memory is unchanged (the same blocks are live at
-the peak); what changes is that the process keeps its high-water mark until the run ends, when
-the defaults come back and `malloc_trim` returns the memory. On this project's 2-core VM that sped
-the forward pass itself up several tens of percent (BENCHMARKS.md, Encoding, the bare rows).
+the heap and be reused by the next batch. On this project's 2-core VM that sped the forward pass
+itself up by tens of percent (BENCHMARKS.md, Encoding, the bare rows). The price is memory: blocks
+are kept rather than returned, so the process holds its high-water mark, fragmentation included,
+until the run ends (a few hundred MB more peak RSS, flat as the catalog grows: BENCHMARKS.md,
+Memory); then the defaults come back and `malloc_trim` returns it.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def retained_heap() -> Iterator[bool]:
     """Within the block, freed memory stays in the process for reuse; yields whether that applies.
 
     On leaving, glibc's default thresholds come back (as fixed values: its adaptive mmap
-    threshold is not restored) and the memory kept is returned to the system.
+    threshold is not restored) and the memory kept is returned to the system. The setting is the
+    process's: of two runs at once in one process (threaded task runners), the first to finish
+    restores the defaults for both, which costs the other speed, never correctness.
     """
     libc = _glibc()
     if libc is None:

@@ -3,21 +3,21 @@
 On a CPU whose cores the model's threads already fill, every millisecond spent decoding is taken
 from the forward pass, so the per-image work is cut to what only a per-image step can do:
 
-* open_clip, timm and torchvision end their eval transforms in `ToTensor → Normalize` (torchvision's
-  weights presets do the same inside `ImageClassification`). Per image, those steps cost as much
-  as the resize and make a decoding worker ship float32, four times the bytes of uint8. So the
-  per-image part stops at a uint8 crop in Pillow's own [H, W, C] order, and `NormalizeBatch`
-  converts and normalises the whole batch in one vectorised step, with the same float32
-  arithmetic (÷255, −mean, ÷std): bit for bit what the library's transform gives. For a CNN it
-  leaves the batch in the channels-last order that [H, W, C] crops already have, so the forward
-  pass needs no layout copy either.
-* Every one of those transforms resizes the shorter side and then keeps a centre crop, so part of
-  the resized image is computed only to be thrown away (over 40% of it for a 60×80 catalog photo
-  resized to 256 and cropped to 224). `ResizedCenterCrop` asks Pillow to resample only the crop's own region
-  (`Image.resize(box=...)`): the same filter at the same source coordinates. Those coordinates
-  are computed in a different order in floating point, so a pixel now and then rounds to a
-  neighbouring uint8 level: at most one level per resampling pass (2/255), on few pixels (the
-  tests bound both).
+* open_clip, timm and torchvision end their eval transforms in `ToTensor → Normalize`
+  (torchvision's weights presets do the same inside `ImageClassification`). Per image, those
+  steps are a large share of the decoding time and make a decoding worker ship float32, four
+  times the bytes of uint8. So the per-image part stops at a uint8 crop in Pillow's own
+  [H, W, C] order, and `NormalizeBatch` converts and normalises the whole batch in one
+  vectorised step, with the same float32 arithmetic (÷255, −mean, ÷std): bit for bit what the
+  library's transform gives. For a CNN it leaves the batch in the channels-last order that
+  [H, W, C] crops already have, so the forward pass needs no layout copy either.
+* Every one of those transforms resizes the shorter side and then keeps a centre crop, so part
+  of the resized image is computed only to be thrown away (over 40% of it for a 60×80 catalog
+  photo resized to 256 and cropped to 224). `ResizedCenterCrop` asks Pillow to resample only
+  the crop's own region (`Image.resize(box=...)`): the same filter at the same source
+  coordinates. Those coordinates are computed in a different order in floating point, so a pixel
+  now and then rounds to a neighbouring uint8 level: at most one level per resampling pass
+  (2/255), on few pixels (the tests bound both).
 
 A transform of any other shape is used whole, per image.
 """
