@@ -199,6 +199,13 @@ REBUILT = ("Heads not trained by this command: `--report-only` took the newest r
            "run's output.")
 
 
+def _provenance(prep: dict | None) -> list[str]:
+    """The lines under a catalog's training times: its ingest and encode, or that nothing was trained."""
+    if prep is None:
+        return ["", REBUILT, ""]
+    return [f"(ingest {prep['ingest_s']:.0f}s, encode {prep['encode_s']:.0f}s for {prep['rows']} rows)", ""]
+
+
 def _acc(m: dict | None) -> str:
     if m is None:
         return "–"
@@ -236,7 +243,7 @@ def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
             ok = "met" if all(o is None or f["accuracy"] > o["accuracy"] for o in (s, b)) else "NOT met"
             lines.append(f"- {t}: fusion {_acc(f)} vs single {_acc(s)} vs TF-IDF {_acc(b)} → {ok}")
         lines += ["", "Training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in tim.items())]
-        lines += [f"(ingest {fashion['prep']['ingest_s']:.0f}s, encode {fashion['prep']['encode_s']:.0f}s for {fashion['prep']['rows']} rows)", ""] if fashion["prep"] else ["", REBUILT, ""]
+        lines += _provenance(fashion["prep"])
     if myntra:
         res, tim = myntra["results"], myntra["timings"]
         lines += ["### Myntra — price (text only; trained on log price, MAE in INR; goal R² log ≥ 0.85)", "",
@@ -245,7 +252,7 @@ def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
             m = r.get("price", {})
             lines.append(f"| {c} | " + " | ".join(_cell(m.get(k)) for k in REG_METRICS) + " |")
         lines += ["", "Training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in tim.items())]
-        lines += [f"(ingest {myntra['prep']['ingest_s']:.0f}s, encode {myntra['prep']['encode_s']:.0f}s for {myntra['prep']['rows']} rows)", ""] if myntra["prep"] else ["", REBUILT, ""]
+        lines += _provenance(myntra["prep"])
     return "\n".join(lines)
 
 

@@ -1,8 +1,9 @@
 """What every encoder family hands to the runner: one small object, whatever the library.
 
 The runner (reader → mapper → writer) only ever sees an `Encoder`: images go through its
-`preprocess` inside DataLoader workers, titles through its `tokenize` in the main process, and
-`forward` turns a batch into float32 vectors. Families differ only in how they build one.
+`preprocess` in the reader's DataLoader (in worker processes or inline), titles through its
+`tokenize` in the main process, and `forward` turns a batch into float32 vectors. Families differ
+only in how they build one.
 """
 from __future__ import annotations
 
