@@ -23,6 +23,7 @@ from features.allocator import retained_heap
 from features.encoders import Encoder, load_encoder
 from features.identity import encoder_id as make_encoder_id
 from features.mapper import Mapper
+from features.precision import PrecisionMismatch, resolve as resolve_precision
 from features.reader import Batch, decode_workers, image_batches, text_batches
 from features.settings import EncoderSpec, EncodeSettings
 from features.store import EmbeddingStore, EncoderMismatch
@@ -53,6 +54,8 @@ class EncodeReport:
     write_seconds: float = 0.0
     chunks_written: int = 0
     shard: tuple[int, int] | None = None
+    precision: str | None = None  # what the forward pass ran in (after the fp32 check of the first batch)
+    bf16_cosine: tuple[float, float] | None = None  # (mean, lowest) cosine of the first batch's bf16 vectors to fp32
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -137,7 +140,7 @@ def encode_one(
     if store.dim is not None and store.dim != enc.dim:
         raise EncoderMismatch(f"store of {eid!r} holds {store.dim}-d vectors but the encoder makes {enc.dim}-d ones")
     store.dim = report.dim = enc.dim
-    mapper = Mapper(enc)
+    mapper = Mapper(enc, resolve_precision(settings.precision))
     writer = ChunkWriter(store, settings.chunk_rows)
     batch_size = spec.batch_size or settings.batch_size
 
@@ -154,7 +157,11 @@ def encode_one(
             report.failed.extend(batch.failed)
             if len(batch):
                 ti = time.perf_counter()
-                vectors = mapper(batch.inputs)
+                if report.precision is None:
+                    vectors = _checked_first_batch(mapper, batch.inputs, name, settings, report)
+                    writer.metadata = {"vitrine.precision": report.precision}
+                else:
+                    vectors = mapper(batch.inputs)
                 report.inference_seconds += time.perf_counter() - ti
                 tw = time.perf_counter()
                 writer.add(batch.product_ids, batch.content_hashes, vectors)
@@ -169,6 +176,24 @@ def encode_one(
     report.chunks_written = len(writer.files)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _checked_first_batch(mapper: Mapper, inputs, name: str, settings: EncodeSettings, report: EncodeReport):
+    """The first batch's vectors; in bf16, checked against fp32 first (see features.precision)."""
+    vectors, cos = mapper.agreement(inputs)
+    if mapper.precision == "bf16":
+        report.bf16_cosine = (round(float(cos.mean()), 6), round(float(cos.min()), 6))
+        if cos.mean() < settings.bf16_mean_cosine or cos.min() < settings.bf16_min_cosine:
+            why = (f"encoder {name!r}: bf16 vectors differ from fp32 ones (cosine mean {cos.mean():.5f}, lowest "
+                   f"{cos.min():.5f}; encode.bf16_mean_cosine {settings.bf16_mean_cosine}, "
+                   f"bf16_min_cosine {settings.bf16_min_cosine})")
+            if settings.precision == "bf16":
+                raise PrecisionMismatch(f"{why}; set encode.precision to fp32 or auto for this encoder")
+            log.warning("%s: encoding this run in fp32", why)
+            mapper.precision = "fp32"
+            vectors = mapper(inputs)
+    report.precision = mapper.precision
+    return vectors
 
 
 def encode(

@@ -39,3 +39,14 @@ class EncodeSettings(Strict):
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default)")
     chunk_rows: int = Field(2048, ge=1, description="rows committed atomically per Parquet file")
     shards: int = Field(1, ge=1, description="encode shards run as separate Prefect tasks")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "auto",
+        description="forward-pass precision: bf16 (CPU autocast), fp32, or auto = bf16 where the CPU has native "
+        "bf16 (AVX-512 BF16 / AMX), else fp32; bf16 vectors share the encoder id only within bf16_min_cosine",
+    )
+    bf16_mean_cosine: float = Field(
+        0.998, gt=0, le=1,
+        description="every bf16 run encodes its first batch in fp32 too: the mean cosine of its vectors to their "
+        "fp32 twins must reach this (and none fall below bf16_min_cosine), else auto falls back to fp32 and bf16 stops",
+    )
+    bf16_min_cosine: float = Field(0.99, gt=0, le=1, description="the lowest cosine of one vector to its fp32 twin")

@@ -22,6 +22,7 @@ class ChunkWriter:
         self._n = 0
         self.rows_written = 0
         self.files: list[Path] = []
+        self.metadata: dict[str, str] = {}  # extra Parquet metadata of every chunk (e.g. the precision)
 
     def add(self, product_ids: list[str], content_hashes: list[str], vectors: np.ndarray) -> None:
         """Buffer a batch; commit every full chunk that is now available."""
@@ -39,7 +40,7 @@ class ChunkWriter:
 
     def _commit(self, n: int) -> None:
         matrix = np.concatenate(self._vectors) if len(self._vectors) > 1 else self._vectors[0]
-        self.files.append(self.store.write_chunk(self._ids[:n], self._hashes[:n], matrix[:n]))
+        self.files.append(self.store.write_chunk(self._ids[:n], self._hashes[:n], matrix[:n], self.metadata))
         self.rows_written += n
         self._ids, self._hashes = self._ids[n:], self._hashes[n:]
         rest = matrix[n:]

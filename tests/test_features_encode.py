@@ -66,7 +66,7 @@ def test_incremental_and_changed_content(tmp_path, tiny_bert_dir, tiny_timm_ckpt
 def test_stored_vectors_equal_direct_forward(tmp_path, tiny_bert_dir, tiny_timm_ckpt):
     wh, rows = make_catalog(tmp_path, 11)
     encs = {"image": timm_spec(tiny_timm_ckpt), "title": bert_spec(tiny_bert_dir)}
-    reports = encode(wh, encs, settings(batch_size=3, chunk_rows=5), progress=False)
+    reports = encode(wh, encs, settings(batch_size=3, chunk_rows=5, precision="fp32"), progress=False)
     ids = [r["product_id"] for r in rows]
     for rep, spec in zip(reports, encs.values()):
         enc = load_encoder(spec)
