@@ -11,7 +11,10 @@ catalog (a subset of its images, all its titles):
   (goal ≥ 3×), both forward-only on the same titles and batch size;
 * incremental: after changing 1% of titles, a re-run costs ≤ 3% of the full run; measured at 8000
   titles and at the whole catalog, since the re-run's fixed part (model load, the anti-join that
-  finds what changed) weighs more the smaller the catalog.
+  finds what changed) weighs more the smaller the catalog;
+* precision: every image and title row once per `encode.precision` given (default fp32 and bf16),
+  bf16 rows with their speed-up over fp32 end to end (goal for images ≥ 1.6×); whether the heads
+  stay as accurate on bf16 vectors is `benchmarks/precision_quality.py`.
 
 Writes a markdown table into BENCHMARKS.md under "## Encoding".
 
@@ -41,6 +44,7 @@ from features.allocator import retained_heap
 from features.encode import encode
 from features.encoders import clear_cache, load_encoder
 from features.identity import encoder_id
+from features.precision import autocast
 from features.image_transforms import split_for_batching
 from features.reader import decode_workers, text_batches
 from features.settings import EncodeSettings, EncoderSpec
@@ -108,12 +112,13 @@ def model_ready_batches(enc, imgs: list[Image.Image], batch_size: int) -> list[t
     return [per_batch(b) if per_batch else b for b in torch.split(crops, batch_size)]
 
 
-def bare_forward(enc, batches: list, retain: bool = True) -> float:
+def bare_forward(enc, batches: list, retain: bool = True, precision: str = "fp32") -> float:
     """Items/s of the forward pass alone over ready-made batches (one warm-up batch untimed).
 
-    Under the same heap setting as encode() (`retain`), unless asked for glibc's defaults.
+    Under the same heap setting as encode() (`retain`), unless asked for glibc's defaults, and in
+    the same precision (bf16: CPU autocast, as features.mapper runs it).
     """
-    with retained_heap() if retain else nullcontext(), torch.inference_mode():
+    with retained_heap() if retain else nullcontext(), torch.inference_mode(), autocast(precision):
         enc.forward(enc.prepare(batches[0]))
         t = time.perf_counter()
         n = 0
@@ -152,6 +157,7 @@ def rerun_row(wh: Warehouse, label: str, spec: EncoderSpec, st: EncodeSettings, 
     shares = sorted(a.seconds / first.seconds for a in agains)
     return (
         f"| {label}: re-run after 1% of {len(rows)} titles changed | title | {med.encoded} of {med.candidates} | | "
+        f"{med.precision} | "
         f"{med.seconds:.2f}s (model load {med.load_seconds:.2f}s) vs full run {first.seconds:.2f}s "
         f"(model load {first.load_seconds:.2f}s) | | **{med.seconds / first.seconds:.2%}** of the full run, median of "
         f"{reps} ({shares[0]:.2%}–{shares[-1]:.2%}; goal ≤ 3%); "
@@ -162,9 +168,10 @@ def rerun_row(wh: Warehouse, label: str, spec: EncoderSpec, st: EncodeSettings, 
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     worker_settings = args.num_workers.split(",")
+    precisions = args.precision.split(",")
     runs = {w: EncodeSettings(batch_size=args.batch_size, num_workers=w, threads=args.threads, chunk_rows=args.chunk_rows)
             for w in worker_settings}
-    st = runs[worker_settings[0]]
+    st = runs[worker_settings[0]]  # title rows and re-runs: the shipped precision (auto)
     rows = read_catalog(max(args.images, args.titles) if args.titles else None)
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,27 +186,33 @@ def run(args: argparse.Namespace) -> str:
             x = model_ready_batches(enc, imgs, args.batch_size)
             # bare and end-to-end interleaved, medians taken: this damps drift of a shared VM
             defaults = [bare_forward(enc, x, retain=False)]  # what the heap setting is worth to the model alone
-            bares = [bare_forward(enc, x)]
-            e2es: dict[str, list[float]] = {w: [] for w in runs}
-            reps: dict[str, object] = {}
+            bares = {p: [bare_forward(enc, x, precision=p)] for p in precisions}
+            e2es: dict[tuple[str, str], list[float]] = {(w, p): [] for w in runs for p in precisions}
+            reps: dict[tuple[str, str], object] = {}
             for _ in range(args.reps):
-                for w, run_settings in runs.items():
+                for (w, p) in e2es:
                     shutil.rmtree(wh.embeddings_dir(encoder_id(spec)), ignore_errors=True)
-                    (reps[w],) = encode(wh, {"image": spec}, run_settings, progress=False)
-                    e2es[w].append(reps[w].encoded / (reps[w].seconds - reps[w].load_seconds))
-                bares.append(bare_forward(enc, x))
+                    (reps[w, p],) = encode(wh, {"image": spec}, runs[w].model_copy(update={"precision": p}), progress=False)
+                    e2es[w, p].append(reps[w, p].encoded / (reps[w, p].seconds - reps[w, p].load_seconds))
+                for p in precisions:
+                    bares[p].append(bare_forward(enc, x, precision=p))
             defaults.append(bare_forward(enc, x, retain=False))
-            bare = statistics.median(bares)
-            print(f"{label}: bare items/s in order {[round(b, 1) for b in bares]}; end-to-end "
-                  + "; ".join(f"{w}: {[round(e, 1) for e in es]}" for w, es in e2es.items()), flush=True)
-            for w, rep in reps.items():
+            print(f"{label}: bare items/s in order " + "; ".join(f"{p}: {[round(b, 1) for b in bs]}" for p, bs in bares.items())
+                  + "; end-to-end " + "; ".join(f"{w} {p}: {[round(e, 1) for e in es]}" for (w, p), es in e2es.items()), flush=True)
+            for (w, p), rep in reps.items():
                 # each end-to-end run against the bare runs just before and after its repetition: a
                 # slow spell of the shared VM then weighs on both sides of one ratio, not on one only
-                ratios = sorted(e / ((b0 + b1) / 2) for e, b0, b1 in zip(e2es[w], bares, bares[1:]))
+                ratios = sorted(e / ((b0 + b1) / 2) for e, b0, b1 in zip(e2es[w, p], bares[p], bares[p][1:]))
+                fp32 = e2es.get((w, "fp32"))
+                speedup = sorted(e / f for e, f in zip(e2es[w, p], fp32)) if fp32 and p != "fp32" else None
+                checked = f" (checked: cosine to fp32 mean {rep.bf16_cosine[0]:.4f}, lowest {rep.bf16_cosine[1]:.4f})" if rep.bf16_cosine else ""
                 lines.append(
-                    f"| {label} | image | {rep.encoded} | {decode_label(w, args.threads)} | {statistics.median(e2es[w]):.1f} | "
-                    f"{bare:.1f} ({statistics.mean(defaults):.1f} with glibc's default heap) | "
-                    f"**{statistics.median(ratios):.3f}×** ({ratios[0]:.2f}–{ratios[-1]:.2f}; goal ≥ 0.9×) | "
+                    f"| {label} | image | {rep.encoded} | {decode_label(w, args.threads)} | {rep.precision}{checked} | "
+                    f"{statistics.median(e2es[w, p]):.1f}"
+                    + (f" (**{statistics.median(speedup):.2f}×** fp32, {speedup[0]:.2f}–{speedup[-1]:.2f}; goal ≥ 1.6×)" if speedup else "")
+                    + f" | {statistics.median(bares[p]):.1f}"
+                    + (f" ({statistics.mean(defaults):.1f} with glibc's default heap)" if p == "fp32" else "")
+                    + f" | **{statistics.median(ratios):.3f}×** ({ratios[0]:.2f}–{ratios[-1]:.2f}; goal ≥ 0.9×) | "
                     f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
                 )
                 print(lines[-1], flush=True)
@@ -216,18 +229,26 @@ def run(args: argparse.Namespace) -> str:
             enc = load_encoder(spec, threads=args.threads)
             sample = titles[: args.pad_sample]
             ids = [str(i) for i in range(len(sample))]  # dynamic: the runner's own length-sorted batches
-            dyn = bare_forward(enc, [b.inputs for b in text_batches(ids, ids, sample, enc.tokenize, args.batch_size)])
-            full = bare_forward(enc, [enc.tokenize(sample[i : i + args.batch_size], pad_to_max=True) for i in range(0, len(sample), args.batch_size)])
+            dynamic = [b.inputs for b in text_batches(ids, ids, sample, enc.tokenize, args.batch_size)]
+            padded = [enc.tokenize(sample[i : i + args.batch_size], pad_to_max=True) for i in range(0, len(sample), args.batch_size)]
+            speeds = {p: (bare_forward(enc, dynamic, precision=p), bare_forward(enc, padded, precision=p)) for p in precisions}
             del enc
-            clear_cache()  # the run loads its own model, as `vitrine encode` does
-            (rep,) = encode(wh, {"title": spec}, st, progress=False)
-            e2e = rep.encoded / (rep.seconds - rep.load_seconds)
-            lines.append(
-                f"| {label} | title | {rep.encoded} | | {e2e:.1f} | {dyn:.1f} dynamic vs {full:.1f} max-length "
-                f"({len(sample)} titles) | **{dyn / full:.1f}×** dynamic padding (goal ≥ 3×) | "
-                f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
-            )
-            print(lines[-1], flush=True)
+            e2e = {}
+            for p in precisions:
+                clear_cache()  # the run loads its own model, as `vitrine encode` does
+                shutil.rmtree(wh.embeddings_dir(encoder_id(spec)), ignore_errors=True)
+                (rep,) = encode(wh, {"title": spec}, st.model_copy(update={"precision": p}), progress=False)
+                e2e[p] = rep.encoded / (rep.seconds - rep.load_seconds)
+                dyn, full = speeds[p]
+                checked = f" (checked: cosine to fp32 mean {rep.bf16_cosine[0]:.5f}, lowest {rep.bf16_cosine[1]:.5f})" if rep.bf16_cosine else ""
+                lines.append(
+                    f"| {label} | title | {rep.encoded} | | {rep.precision}{checked} | {e2e[p]:.1f}"
+                    + (f" ({e2e[p] / e2e['fp32']:.2f}× fp32)" if p != "fp32" and "fp32" in e2e else "")
+                    + f" | {dyn:.1f} dynamic vs {full:.1f} max-length "
+                    f"({len(sample)} titles) | **{dyn / full:.1f}×** dynamic padding (goal ≥ 3×) | "
+                    f"read {rep.read_seconds:.1f}s / infer {rep.inference_seconds:.1f}s / write {rep.write_seconds:.2f}s |"
+                )
+                print(lines[-1], flush=True)
             if spec.family == "bert":
                 sizes = {len(text_rows) if n == "all" else min(int(n), len(text_rows)) for n in args.rerun_sizes.split(",")}
                 for size in sorted(sizes):
@@ -246,7 +267,8 @@ def main() -> None:
     ap.add_argument("--rerun-reps", type=int, default=3, help="re-runs per size, each after a different 1%% changed")
     ap.add_argument("--pad-sample", type=int, default=128, help="titles used for dynamic vs max-length padding")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--num-workers", default="auto,1",
+    ap.add_argument("--precision", default="fp32,bf16", help="comma-separated encode.precision settings, a row each")
+    ap.add_argument("--num-workers", default="auto",
                     help="comma-separated encode.num_workers settings, each an end-to-end row per image encoder; "
                          "the first one also runs the title encoders")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -275,9 +297,12 @@ def main() -> None:
         "the heap setting `encode()` uses (`features.allocator.retained_heap`), and in brackets the mean of two bare "
         "runs (first and last) with glibc's default heap. "
         f"Re-run rows: a full run, then {args.rerun_reps} re-runs, each after a different 1% of titles changed; every "
-        "run loads its own model, as a `vitrine encode` process does.\n\n"
-        "| encoder | input | rows | decoding | end-to-end items/s | bare forward items/s | ratio | time split |\n"
-        "|---|---|---|---|---|---|---|---|\n" + table
+        "run loads its own model, as a `vitrine encode` process does, in the shipped precision (`auto`). "
+        "Precision: bf16 = CPU autocast (`encode.precision: bf16`); its end-to-end speed-up is the median of "
+        "each bf16 run over the fp32 run of the same repetition; `checked` is the run's own check of its first "
+        "batch against fp32.\n\n"
+        "| encoder | input | rows | decoding | precision | end-to-end items/s | bare forward items/s | ratio | time split |\n"
+        "|---|---|---|---|---|---|---|---|---|\n" + table
     )
     print(body)
     if not args.no_write:
