@@ -19,7 +19,7 @@ from heads.features import HASH_COLUMN, Features, read_features
 from heads.predict import TargetPrediction, load_model, to_predictions
 from heads.registry import current_models
 from warehouse import schemas
-from warehouse.atomic import visible_parquet_files
+from warehouse.compaction import scored_sql
 from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse
 from warehouse.tables import now_utc, read_products, write_predictions
@@ -46,17 +46,11 @@ class ScoreSummary:
 
 def _already_scored(wh: Warehouse, model_id: str, products: pa.Table) -> pa.Table:
     """Products whose current content_hash has no prediction from `model_id` yet."""
-    files = visible_parquet_files(wh.predictions_dir)
-    if not files:
-        return products
     con = duckdb.connect()
     con.register("products_now", products)
-    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     out = con.sql(
-        f"SELECT p.* FROM products_now p ANTI JOIN (SELECT DISTINCT product_id, content_hash "
-        f"FROM read_parquet([{listed}]) WHERE model_id = ?) d USING (product_id, content_hash) "
-        "ORDER BY p.product_id",
-        params=[model_id],
+        f"SELECT p.* FROM products_now p ANTI JOIN ({scored_sql(wh, model_id)}) d USING (product_id, content_hash) "
+        "ORDER BY p.product_id"
     ).to_arrow_table()
     con.close()
     return out

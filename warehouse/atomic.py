@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 TMP_PREFIX = ".tmp-"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -46,7 +47,7 @@ def write_parquet_atomic(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 

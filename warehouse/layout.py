@@ -67,6 +67,11 @@ class Warehouse:
     def predictions_dir(self) -> Path:
         return self.root / "predictions"
 
+    @property
+    def predictions_current_path(self) -> Path:
+        """The compacted current predictions (warehouse.compaction); `predictions` keeps the history."""
+        return self.root / "predictions_current" / "current.parquet"
+
     def table_dirs(self) -> list[Path]:
         return [
             self.products_path.parent,
@@ -75,6 +80,7 @@ class Warehouse:
             self.embeddings_root,
             self.models_root,
             self.predictions_dir,
+            self.predictions_current_path.parent,
             self.lock_dir,
         ]
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from warehouse import schemas
 from warehouse.atomic import read_metadata, visible_parquet_files
+from warehouse.compaction import latest_predictions_sql
 from warehouse.layout import Warehouse
 
 DEFAULT_RECLASS_THRESHOLD = 0.8
@@ -85,11 +86,7 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
             if wh.models_registry_path.exists()
             else schemas.empty_select(schemas.MODELS)
         ),
-        "CREATE OR REPLACE VIEW latest_predictions AS "
-        "SELECT p.* FROM predictions p JOIN models m "
-        "ON p.model_id = m.model_id AND m.is_current AND list_contains(m.targets, p.target) "
-        "QUALIFY row_number() OVER (PARTITION BY p.product_id, p.target "
-        "ORDER BY p.scored_at DESC, p.run_id DESC) = 1",
+        f"CREATE OR REPLACE VIEW latest_predictions AS {latest_predictions_sql(wh)}",
         f"CREATE OR REPLACE VIEW reclassification_candidates AS {_reclass_sql(wh, reclass_threshold)}",
     ]
     encoders = []
