@@ -246,13 +246,26 @@ def predict(
     print_summary("predict", summary.as_dict())
 
 
+@app.command()
+def compact(ctx: typer.Context) -> None:
+    """Compact predictions: the current row per product and target in one file (history kept)."""
+    from warehouse.compaction import compact_predictions
+
+    s = _settings(ctx)
+    wh, sess = session(s, "compact", {})
+    with sess as run:
+        summary = compact_predictions(wh)
+        run.counts = summary.as_dict()
+    print_summary("compact", summary.as_dict())
+
+
 # -- flows ----------------------------------------------------------------------------------
 
 
 @app.command()
 def run(
     ctx: typer.Context,
-    flow: Annotated[str, typer.Argument(help="nightly | ingest | encode | train | score")],
+    flow: Annotated[str, typer.Argument(help="nightly | ingest | encode | train | score | compact")],
     source: Annotated[Optional[Path], typer.Option(help="catalog snapshot to ingest (nightly, ingest)")] = None,
 ) -> None:
     """Run one Prefect flow once, locally (an ephemeral Prefect API, no server to start)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import serve
 from prefect.schedules import Cron
 
-from flows.flows import encode_flow, ingest_flow, nightly, score_flow, train_flow
+from flows.flows import compact_flow, encode_flow, ingest_flow, nightly, score_flow, train_flow
 from flows.settings import Settings
 
 
@@ -28,6 +28,7 @@ def build_deployments(s: Settings) -> list:
         encode_flow.to_deployment(name="manual", parameters=params, tags=["vitrine"]),
         train_flow.to_deployment(name="manual", parameters=params, tags=["vitrine"]),
         score_flow.to_deployment(name="manual", parameters=params, tags=["vitrine"]),
+        compact_flow.to_deployment(name="manual", parameters=params, tags=["vitrine"]),
     ]
 
 

@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.settings import Settings, load_settings, write_session_for
 from warehouse import open_warehouse
+from warehouse.compaction import compaction_due
 
 
 def resolve_settings(settings: dict | Settings | None = None, config: str | None = None) -> Settings:
@@ -65,6 +66,14 @@ def score_task(settings: dict, run_id: str, rescore_all: bool) -> dict:
 
     s = resolve_settings(settings)
     return score(_open(s), s, run_id, rescore_all=rescore_all).as_dict()
+
+
+@task(name="compact-predictions")
+def compact_task(settings: dict) -> dict:
+    from warehouse.compaction import compact_predictions
+
+    s = resolve_settings(settings)
+    return compact_predictions(_open(s)).as_dict()
 
 
 def _retrying(t, s: Settings):
@@ -140,6 +149,10 @@ def nightly(source: str | None = None, settings: dict | None = None, config: str
         t = time.perf_counter()
         summary["score"] = _retrying(score_task, s)(sd, run.run_id, False)
         summary["seconds"]["score"] = round(time.perf_counter() - t, 2)
+        if compaction_due(_open(s), s.warehouse.compact_after_runs):
+            t = time.perf_counter()
+            summary["compact"] = compact_task(sd)
+            summary["seconds"]["compact"] = round(time.perf_counter() - t, 2)
         run.counts = summary
     summary["top_candidates"] = top_candidates(s)
     _publish(summary)
@@ -192,7 +205,16 @@ def _publish(summary: dict) -> None:
         summary["artifact_error"] = str(e)
 
 
-FLOWS = {"nightly": nightly, "ingest": ingest_flow, "encode": encode_flow, "train": train_flow, "score": score_flow}
+@flow(name="vitrine-compact")
+def compact_flow(settings: dict | None = None, config: str | None = None) -> dict:
+    s = resolve_settings(settings, config)
+    with write_session_for(s, "compact", {}) as run:
+        run.counts = compact_task(s.model_dump(mode="json"))
+    return run.counts
+
+
+FLOWS = {"nightly": nightly, "ingest": ingest_flow, "encode": encode_flow, "train": train_flow, "score": score_flow,
+         "compact": compact_flow}
 
 
 def task_runner(s: Settings):

@@ -58,7 +58,7 @@ def test_serve_registers_nightly_with_its_schedule(tmp_path):
         assert sched["active"] is True
         assert dep["parameters"]["source"] == str(tmp_path / "catalog")
         assert dep["parameters"]["settings"]["warehouse"]["path"] == str(tmp_path / "wh")
-        for flow in ("vitrine-ingest", "vitrine-encode", "vitrine-train", "vitrine-score"):
+        for flow in ("vitrine-ingest", "vitrine-encode", "vitrine-train", "vitrine-score", "vitrine-compact"):
             wait_json(f"{api}/deployments/name/{flow}/manual", serve, 60)
     finally:
         for p in (serve, server):

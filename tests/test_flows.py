@@ -33,7 +33,8 @@ def no_duplicates(s):
 
 def test_nightly_scores_only_what_changed_and_everything_after_a_new_model(tmp_path, tiny_bert_dir, tiny_timm_ckpt):
     # DataLoader workers too: they must start cleanly inside a threaded Prefect run.
-    s = pipeline_settings(tmp_path, tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2, "num_workers": 1})
+    s = pipeline_settings(tmp_path, tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2, "num_workers": 1},
+                          warehouse={"compact_after_runs": 2})
     src = make_shop(tmp_path / "cat", 40)
     run_flow("ingest", s, source=str(src))
     enc = run_flow("encode", s)
@@ -53,6 +54,7 @@ def test_nightly_scores_only_what_changed_and_everything_after_a_new_model(tmp_p
     assert (second["ingest"]["new"], second["ingest"]["updated"]) == (3, 4)
     assert second["encode"]["title"]["encoded"] == 7 and second["encode"]["image"]["encoded"] == 3
     assert second["score"]["scored"] == 7
+    assert "compact" not in first and second["compact"]["rows"] == 43 * 3  # due after two scoring runs
     no_duplicates(s)
 
     run_flow("train", s)

@@ -119,11 +119,11 @@ def scored_sql(wh: Warehouse, model_id: str) -> str:
 
 
 def compaction_due(wh: Warehouse, after_runs: int) -> bool:
-    """Whether `after_runs` (0: never) runs have been written since the snapshot, or it no longer fits."""
+    """Whether `after_runs` (0: never) runs lie outside the snapshot, or it lacks a current model."""
     if after_runs <= 0:
         return False
     snap, delta = usable_snapshot(wh)
-    return len(delta) >= after_runs if snap is not None else len(delta) > 0
+    return len(delta) >= after_runs or (snap is None and read_snapshot(wh) is not None)
 
 
 def compact_predictions(wh: Warehouse, threads: int | None = None) -> CompactionSummary:

@@ -18,6 +18,10 @@ class WarehouseSettings(Strict):
     lock_timeout_s: float = Field(
         10.0, description="how long a second writer waits for the lock before it stops (<0: forever)"
     )
+    compact_after_runs: int = Field(
+        7, ge=0, description="the nightly compacts predictions once this many scoring runs lie outside the "
+        "snapshot (0: only `vitrine compact`)",
+    )
 
 
 class GenericSource(Strict):
