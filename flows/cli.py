@@ -57,6 +57,9 @@ def ingest(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="catalog folder or CSV/Parquet file")],
     preset: Annotated[Optional[str], typer.Option(help="fashion-product-images | myntra | generic | auto")] = None,
+    full_snapshot: Annotated[Optional[bool], typer.Option(
+        "--full-snapshot/--delta", help="the file lists its source's whole catalog: delete the products it lacks "
+        "(default: ingest.full_snapshot, off)")] = None,
 ) -> None:
     """Validate a catalog snapshot and merge it into products (bad rows go to rejects)."""
     from warehouse.ingest import ingest as run_ingest
@@ -64,16 +67,16 @@ def ingest(
     s = _settings(ctx)
     if preset not in (None, "auto", "fashion-product-images", "myntra", "generic"):
         raise VitrineError(f"unknown preset {preset!r}: use fashion-product-images, myntra, generic or auto")
-    wh, sess = session(s, "ingest", {"path": str(path), "preset": preset or s.ingest.preset})
+    wh, sess = session(s, "ingest", {"path": str(path), "preset": preset or s.ingest.preset, "full_snapshot": full_snapshot})
     with sess as run, progress_bar() as bar:
         task = bar.add_task("checking images", total=None)
 
         def on_progress(stage: str, advance: int, total: int | None) -> None:
             bar.update(task, advance=advance, total=total)
 
-        summary = run_ingest(wh, path, s.ingest, preset, on_progress)
+        summary = run_ingest(wh, path, s.ingest, preset, on_progress, full_snapshot)
         run.counts = summary.as_dict()
-    print_summary("ingest", summary.as_dict(), keys=["new", "updated", "unchanged", "repaired", "rejected", "images_missing", "images_unreadable", "seconds"])
+    print_summary("ingest", summary.as_dict(), keys=["new", "updated", "unchanged", "deleted", "repaired", "rejected", "images_missing", "images_unreadable", "seconds"])
     if summary.rejected:
         console.print(f"[yellow]{summary.rejected} rows rejected[/]: vitrine sql \"SELECT line, reason, raw FROM rejects\"")
 

@@ -180,7 +180,7 @@ def summary_markdown(summary: dict) -> str:
         "",
         "| step | seconds | counts |",
         "|---|---|---|",
-        f"| ingest | {summary['seconds']['ingest']} | new {ing['new']}, updated {ing['updated']}, unchanged {ing['unchanged']}, rejected {ing['rejected']}, images missing {ing['images_missing']} |",
+        f"| ingest | {summary['seconds']['ingest']} | new {ing['new']}, updated {ing['updated']}, deleted {ing.get('deleted', 0)}, unchanged {ing['unchanged']}, rejected {ing['rejected']}, images missing {ing['images_missing']} |",
         f"| encode | {summary['seconds']['encode']} | "
         + ", ".join(f"{k}: {v['encoded']} encoded ({v['already_stored']} already stored)" for k, v in summary["encode"].items())
         + " |",

@@ -92,8 +92,18 @@ def usable_snapshot(wh: Warehouse) -> tuple[Snapshot | None, list[Path]]:
 
 
 def latest_predictions_sql(wh: Warehouse) -> str:
-    """The newest prediction per (product, target) of the current models (needs a `models` view)."""
+    """The newest prediction per (product, target) of the current models, deleted products left out.
+
+    Needs a `models` view.
+    """
     snap, delta = usable_snapshot(wh)
+    if wh.deleted_products_path.exists():
+        deleted = f"SELECT product_id FROM read_parquet({_lit(str(wh.deleted_products_path))})"
+        return f"SELECT * FROM ({_latest_sql(snap, delta)}) ANTI JOIN ({deleted}) USING (product_id)"
+    return _latest_sql(snap, delta)
+
+
+def _latest_sql(snap: Snapshot | None, delta: list[Path]) -> str:
     if snap is None:
         return f"SELECT p.* FROM ({_files_sql(delta)}) p {CURRENT.format(a='p')} {NEWEST}"
     return (

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from warehouse import schemas
 from warehouse.atomic import remove_stale_temporaries, write_parquet_atomic
@@ -34,6 +36,7 @@ class IngestSummary:
     unchanged: int = 0
     repaired: int = 0
     rejected: int = 0
+    deleted: int = 0  # products of this source a full snapshot no longer lists
     images_missing: int = 0
     images_unreadable: int = 0
     seconds: float = 0.0
@@ -88,11 +91,13 @@ def ingest(
     settings: IngestSettings | None = None,
     preset: str | None = None,
     on_progress: Callable[[str, int, int | None], None] | None = None,
+    full_snapshot: bool | None = None,
 ) -> IngestSummary:
     """Read `path`, merge it into products and rejects; the caller holds the writer lock.
 
     `on_progress(stage, advance, total)` lets the CLI draw a progress bar without this module
-    knowing about terminals.
+    knowing about terminals. `full_snapshot` (default: the setting) says the file lists its
+    source's whole catalog, so the products of that source it lacks are deleted.
     """
     t0 = time.perf_counter()
     settings = settings or IngestSettings()
@@ -120,6 +125,12 @@ def ingest(
                 label_cols.append(k)
 
     old = read_products(wh)
+    if settings.full_snapshot if full_snapshot is None else full_snapshot:
+        old, gone = _split_unlisted(old, parsed)
+        summary.deleted = gone.num_rows
+    else:
+        gone = None
+    relisted = _relisted(wh, parsed)
     old_by_id = {pid: i for i, pid in enumerate(old["product_id"].to_pylist())} if old.num_rows else {}
     old_cols = {c: old[c].to_pylist() for c in old.column_names} if old.num_rows else {}
     fp_cols = ["title", "image_path", "image_status", "image_sha256", *label_cols]
@@ -173,7 +184,9 @@ def ingest(
         summary.reject_reasons[key] = summary.reject_reasons.get(key, 0) + 1
     _write_rejects(wh, parsed.source, rejects)
 
-    if changed_ids:
+    if gone is not None and gone.num_rows or relisted:
+        _record_deleted(wh, gone, relisted, now)
+    if changed_ids or summary.deleted:
         fields = list(schemas.PRODUCT_FIXED) + [
             pa.field(c, _label_type(parsed.numeric.get(c))) for c in label_cols
         ]
@@ -189,11 +202,51 @@ def ingest(
     return summary
 
 
+def _split_unlisted(old: pa.Table, parsed) -> tuple[pa.Table, pa.Table]:
+    """(products kept, products of this source the snapshot no longer lists).
+
+    A product whose line was rejected is still listed, only malformed: it is kept if its id
+    occurs anywhere in a rejected line (a conservative test: it may keep a product it could
+    have deleted, never the reverse).
+    """
+    if not old.num_rows:
+        return old, old.slice(0, 0)
+    listed = {r["product_id"] for r in parsed.records}
+    rejected_text = "\n".join(r[1] for r in parsed.rejects)
+    ids, sources = old["product_id"].to_pylist(), old["source"].to_pylist()
+    gone = [s == parsed.source and pid not in listed and pid not in rejected_text for pid, s in zip(ids, sources)]
+    mask = pa.array(gone)
+    return old.filter(pc.invert(mask)), old.filter(mask)
+
+
+def _relisted(wh: Warehouse, parsed) -> set[str]:
+    """Deleted products this file lists again: they come back as new products."""
+    if not wh.deleted_products_path.exists():
+        return set()
+    deleted = set(pq.read_table(wh.deleted_products_path, columns=["product_id"])["product_id"].to_pylist())
+    return deleted & {r["product_id"] for r in parsed.records}
+
+
+def _record_deleted(wh: Warehouse, gone: pa.Table | None, relisted: set[str], now) -> None:
+    """Tombstones: the last row of every deleted product with its `deleted_at`; re-listed ones leave."""
+    parts = []
+    if wh.deleted_products_path.exists():
+        prev = pq.read_table(wh.deleted_products_path)
+        parts.append(prev.filter(pc.invert(pc.is_in(prev["product_id"], pa.array(sorted(relisted), pa.string())))))
+    if gone is not None and gone.num_rows:
+        parts.append(gone.append_column(pa.field("deleted_at", schemas.TS), pa.array([now] * gone.num_rows, schemas.TS)))
+    table = pa.concat_tables(parts, promote_options="permissive") if parts else None
+    if table is None or table.num_rows == 0:
+        wh.deleted_products_path.unlink(missing_ok=True)
+        return
+    write_parquet_atomic(table.sort_by("product_id"), wh.deleted_products_path)
+
+
 def _write_rejects(wh: Warehouse, source: str, rejects: pa.Table) -> None:
     """Keep the first `seen_at` of a reject seen before, so re-ingesting changes nothing."""
     prev = read_rejects(wh)
     if prev.num_rows:
-        prev = prev.filter(pa.compute.equal(prev["source"], source))
+        prev = prev.filter(pc.equal(prev["source"], source))
     seen = {(l, r, why): at for l, r, why, at in zip(*(prev[c].to_pylist() for c in ("line", "raw", "reason", "seen_at")))}
     now_keys = list(zip(*(rejects[c].to_pylist() for c in ("line", "raw", "reason"))))
     if set(now_keys) == set(seen) and len(now_keys) == len(seen):

@@ -33,6 +33,11 @@ class Warehouse:
         return self.root / "products" / "products.parquet"
 
     @property
+    def deleted_products_path(self) -> Path:
+        """Products a full snapshot no longer listed: their last row and when it stopped listing them."""
+        return self.root / "products" / "deleted.parquet"
+
+    @property
     def image_cache_path(self) -> Path:
         """stat → hash cache that lets an unchanged re-ingest skip reading images."""
         return self.root / "products" / "_image_stat_cache.parquet"

@@ -46,3 +46,7 @@ class IngestSettings(Strict):
     generic: GenericSource | None = None
     check_images: bool = Field(True, description="decode every new or changed image to flag unreadable ones")
     workers: int = Field(2, ge=1, description="processes that hash and check images")
+    full_snapshot: bool = Field(
+        False, description="each ingested file lists its source's whole catalog: products of that source it no longer "
+        "lists are marked deleted (they leave the views; their history stays). Off: a file is a delta and deletes nothing",
+    )

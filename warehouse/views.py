@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse import schemas
@@ -78,6 +79,12 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
     ddl = [
         f"CREATE OR REPLACE VIEW products AS {products}",
         f"CREATE OR REPLACE VIEW rejects AS {_scan(wh.rejects_dir, schemas.REJECTS)}",
+        "CREATE OR REPLACE VIEW deleted_products AS "
+        + (
+            f"SELECT * FROM read_parquet({_lit(str(wh.deleted_products_path))})"
+            if wh.deleted_products_path.exists()
+            else schemas.empty_select(schemas.PRODUCT_FIXED.append(pa.field("deleted_at", schemas.TS)))
+        ),
         f"CREATE OR REPLACE VIEW runs AS {_scan(wh.runs_dir, schemas.RUNS)}",
         f"CREATE OR REPLACE VIEW predictions AS {_scan(wh.predictions_dir, schemas.PREDICTIONS)}",
         "CREATE OR REPLACE VIEW models AS "
