@@ -61,11 +61,11 @@ def train_task(settings: dict, head: str, targets: list[str] | None) -> list[dic
 
 
 @task(name="score")
-def score_task(settings: dict, run_id: str, rescore_all: bool) -> dict:
+def score_task(settings: dict, run_id: str, rescore_all: bool, shard: tuple[int, int] | None = None) -> dict:
     from heads.score import score
 
     s = resolve_settings(settings)
-    return score(_open(s), s, run_id, rescore_all=rescore_all).as_dict()
+    return score(_open(s), s, run_id, rescore_all=rescore_all, shard=tuple(shard) if shard else None).as_dict()
 
 
 @task(name="compact-predictions")
@@ -92,6 +92,21 @@ def encode_sharded(s: Settings) -> dict:
             for k in ("candidates", "already_stored", "encoded", "skipped_no_input", "failed"):
                 t[k] += r[k]
     return totals
+
+
+def score_sharded(s: Settings, run_id: str, rescore_all: bool) -> dict:
+    """Split scoring into `score.shards` tasks; their files become visible together, or not at all."""
+    from warehouse.tables import publish_predictions
+
+    sd = s.model_dump(mode="json")
+    n = s.score.shards
+    if n == 1:
+        return _retrying(score_task, s)(sd, run_id, rescore_all)
+    futures = [_retrying(score_task, s).submit(sd, run_id, rescore_all, (i, n)) for i in range(n)]
+    parts = [f.result() for f in futures]
+    publish_predictions(_open(s), run_id)
+    total = {k: sum(p[k] for p in parts) for k in ("products", "to_score", "scored", "skipped_no_vectors", "rows_written")}
+    return {"run_id": run_id, "models": parts[0]["models"], **total, "seconds": max(p["seconds"] for p in parts), "shards": n}
 
 
 # -- flows ----------------------------------------------------------------------------------
@@ -125,7 +140,7 @@ def train_flow(settings: dict | None = None, config: str | None = None, head: st
 def score_flow(settings: dict | None = None, config: str | None = None, rescore_all: bool = False) -> dict:
     s = resolve_settings(settings, config)
     with write_session_for(s, "score", {"rescore_all": rescore_all}) as run:
-        run.counts = _retrying(score_task, s)(s.model_dump(mode="json"), run.run_id, rescore_all)
+        run.counts = score_sharded(s, run.run_id, rescore_all)
     return run.counts
 
 
@@ -147,7 +162,7 @@ def nightly(source: str | None = None, settings: dict | None = None, config: str
         summary["encode"] = encode_sharded(s)
         summary["seconds"]["encode"] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
-        summary["score"] = _retrying(score_task, s)(sd, run.run_id, False)
+        summary["score"] = score_sharded(s, run.run_id, False)
         summary["seconds"]["score"] = round(time.perf_counter() - t, 2)
         if compaction_due(_open(s), s.warehouse.compact_after_runs):
             t = time.perf_counter()
@@ -225,7 +240,7 @@ def task_runner(s: Settings):
         if s.runner.dask_address:
             return DaskTaskRunner(address=s.runner.dask_address)
         return DaskTaskRunner(cluster_kwargs={"n_workers": s.runner.dask_workers, "threads_per_worker": 1, "processes": True})
-    return ThreadPoolTaskRunner(max_workers=max(1, s.encode.shards))
+    return ThreadPoolTaskRunner(max_workers=max(1, s.encode.shards, s.score.shards))
 
 
 def run_flow(name: str, s: Settings, **kwargs) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.encode import shard_of
 from heads.features import HASH_COLUMN, Features, read_features
 from heads.predict import TargetPrediction, load_model, to_predictions
 from heads.registry import current_models
@@ -22,7 +23,7 @@ from warehouse import schemas
 from warehouse.compaction import scored_sql
 from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse
-from warehouse.tables import now_utc, read_products, write_predictions
+from warehouse.tables import now_utc, read_products, stage_predictions, write_predictions
 
 
 class NoCurrentModel(VitrineError):
@@ -105,16 +106,22 @@ def _rows(tp: TargetPrediction, batch: pa.Table, base: dict) -> pa.Table:
     return pa.table(cols, schema=schemas.PREDICTIONS)
 
 
-def score(wh: Warehouse, settings, run_id: str, rescore_all: bool = False) -> ScoreSummary:
+def score(
+    wh: Warehouse, settings, run_id: str, rescore_all: bool = False, shard: tuple[int, int] | None = None
+) -> ScoreSummary:
     """Score with every current model and append the predictions of this run.
 
-    `settings` needs `.score` (top_k, batch_rows). The caller holds the writer lock.
+    `settings` needs `.score` (top_k, batch_rows). `shard=(i, n)` scores only the products whose
+    stable hash % n == i and stages its file, which `warehouse.tables.publish_predictions` makes
+    visible once every shard is done. The caller holds the writer lock.
     """
     t0 = time.perf_counter()
     models = current_models(wh)
     if not models:
         raise NoCurrentModel("no current model in the registry: train one first (`vitrine train`)")
     products = read_products(wh, columns=["product_id", "content_hash", "image_status", "image_sha256", "title_sha256"])
+    if shard is not None:
+        products = products.filter(pa.array(shard_of(products["product_id"].to_pylist(), shard[1]) == shard[0]))
     summary = ScoreSummary(run_id=run_id, products=products.num_rows)
     scored_at = now_utc()
     parts: list[pa.Table] = []
@@ -140,7 +147,9 @@ def score(wh: Warehouse, settings, run_id: str, rescore_all: bool = False) -> Sc
             scored_ids.update(batch["product_id"].to_pylist())
             parts.extend(_rows(tp, batch, base) for tp in preds.values())
     table = pa.concat_tables(parts) if parts else schemas.PREDICTIONS.empty_table()
-    if table.num_rows:
+    if table.num_rows and shard is not None:
+        stage_predictions(wh, run_id, shard, table)
+    elif table.num_rows:
         write_predictions(wh, run_id, table)
     summary.scored = len(scored_ids)
     summary.rows_written = table.num_rows

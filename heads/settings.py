@@ -74,3 +74,4 @@ class ScoreSettings(Strict):
     top_k: int = Field(3, ge=1)
     reclass_threshold: float = Field(0.8, ge=0, le=1)
     batch_rows: int = Field(8192, ge=1)
+    shards: int = Field(1, ge=1, description="scoring shards run as separate Prefect tasks (e.g. on Dask workers)")

@@ -118,10 +118,15 @@ def test_second_nightly_at_once_stops_clearly(tmp_path, tiny_bert_dir, tiny_timm
 def test_dask_runner_gives_the_same_vectors(tmp_path, tiny_bert_dir, tiny_timm_ckpt):
     src = make_shop(tmp_path / "cat", 24)
     threads = pipeline_settings(tmp_path / "a", tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2})
-    dask = pipeline_settings(tmp_path / "b", tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2}, runner={"task_runner": "dask", "dask_workers": 2})
+    dask = pipeline_settings(tmp_path / "b", tiny_bert_dir, tiny_timm_ckpt, encode={"shards": 2}, score={"shards": 2},
+                             runner={"task_runner": "dask", "dask_workers": 2})
     for s in (threads, dask):
         run_flow("ingest", s, source=str(src))
         run_flow("encode", s)
+    run_flow("train", dask)
+    scored = run_flow("score", dask)
+    assert scored["shards"] == 2 and scored["scored"] == 24
+    assert q(dask, "SELECT count(*) FROM latest_predictions") == [(24 * 3,)]
     ids = [r[0] for r in q(threads, "SELECT product_id FROM products ORDER BY 1")]
     for name, spec in threads.encoders.items():
         eid = encoder_id(spec)

@@ -12,7 +12,7 @@ from heads.train import train
 from pipeline import make_shop, pipeline_settings, shop_rows
 from warehouse import open_warehouse
 from warehouse.ingest import ingest
-from warehouse.tables import predictions_path
+from warehouse.tables import predictions_path, publish_predictions
 from warehouse.views import connect
 
 
@@ -97,3 +97,21 @@ def test_reclassification_candidates_view(shop):
     assert high == 0
     cols = [d[0] for d in connect(wh).execute("SELECT * FROM reclassification_candidates").description]
     assert cols[:6] == ["product_id", "title", "target", "seller_label", "suggested_label", "confidence"]
+
+
+def test_sharded_scoring_is_invisible_until_every_shard_is_published(shop):
+    s, wh, _ = shop
+    train(wh, s, head="mlp", progress=False)
+    whole = score(wh, s, "whole")
+    expected = q(wh, "SELECT product_id, target, label, confidence FROM predictions WHERE run_id = 'whole' ORDER BY 1, 2")
+    parts = [score(wh, s, "sharded", rescore_all=True, shard=(i, 2)) for i in range(2)]
+    assert sum(p.scored for p in parts) == whole.scored == 48 and min(p.scored for p in parts) > 0
+    assert q(wh, "SELECT count(*) FROM predictions WHERE run_id = 'sharded'") == [(0,)]  # staged, not visible
+    assert publish_predictions(wh, "sharded") == 2
+    got = q(wh, "SELECT product_id, target, label, confidence FROM predictions WHERE run_id = 'sharded' ORDER BY 1, 2")
+    assert [r[:3] for r in got] == [r[:3] for r in expected]
+    assert [r[3] for r in got] == pytest.approx([r[3] for r in expected], abs=1e-6)
+    # a retried shard replaces its own staged file; a second publish replaces the run's files
+    score(wh, s, "sharded", rescore_all=True, shard=(0, 2))
+    assert publish_predictions(wh, "sharded") == 1
+    assert q(wh, "SELECT count(DISTINCT product_id) FROM predictions WHERE run_id = 'sharded'")[0][0] < 48

@@ -12,6 +12,7 @@ from warehouse.atomic import remove_stale_temporaries
 from warehouse.layout import Warehouse
 from warehouse.locks import writer_lock
 from warehouse.runs import Run, tracked_run
+from warehouse.tables import remove_stale_staging
 from warehouse.views import DEFAULT_RECLASS_THRESHOLD, refresh_catalog
 
 
@@ -34,6 +35,7 @@ def write_session(
     with held:
         if lock:
             remove_stale_temporaries(wh.root)
+            remove_stale_staging(wh)
         try:
             with tracked_run(wh, flow, parameters, run_id) as run:
                 yield run

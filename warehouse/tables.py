@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,6 +80,46 @@ def predictions_path(wh: Warehouse, run_id: str) -> Path:
 def write_predictions(wh: Warehouse, run_id: str, table: pa.Table) -> Path:
     """Append a run's predictions; a re-run of the same run id replaces only its own file."""
     return write_parquet_atomic(table.cast(schemas.PREDICTIONS), predictions_path(wh, run_id))
+
+
+STAGING_PREFIX = ".staging-"
+
+
+def staging_dir(wh: Warehouse, run_id: str) -> Path:
+    """Where the shards of a sharded scoring run put their files: hidden, so no reader sees them."""
+    return wh.predictions_dir / f"{STAGING_PREFIX}{predictions_path(wh, run_id).parent.name}"
+
+
+def stage_predictions(wh: Warehouse, run_id: str, shard: tuple[int, int], table: pa.Table) -> Path:
+    """One shard's predictions, invisible until `publish_predictions` (a re-run replaces its file)."""
+    i, n = shard
+    return write_parquet_atomic(table.cast(schemas.PREDICTIONS), staging_dir(wh, run_id) / f"part-{i}-of-{n}.parquet")
+
+
+def publish_predictions(wh: Warehouse, run_id: str) -> int:
+    """Make every staged shard of a run visible at once (one directory rename); returns the files.
+
+    Called after every shard succeeded: a run with a failed shard is never published, so it
+    leaves no predictions visible, like an unsharded run that fails.
+    """
+    staged = staging_dir(wh, run_id)
+    if not staged.exists():
+        return 0
+    files = len(list(staged.glob("*.parquet")))
+    final = predictions_path(wh, run_id).parent
+    if final.exists():  # a re-run of the same run id replaces its own predictions
+        aside = wh.predictions_dir / f"{STAGING_PREFIX}old-{uuid.uuid4().hex}"
+        os.replace(final, aside)
+        shutil.rmtree(aside)
+    os.replace(staged, final)
+    return files
+
+
+def remove_stale_staging(wh: Warehouse) -> None:
+    """Staged shards of runs that never published; call only while holding the writer lock."""
+    if wh.predictions_dir.exists():
+        for d in wh.predictions_dir.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def read_models(wh: Warehouse) -> pa.Table:
