@@ -72,12 +72,12 @@ def test_nightly_scores_only_what_changed_and_everything_after_a_new_model(tmp_p
 
 def read_artifact(artifact_id: str) -> dict:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 
     async def read():
         async with get_client() as c:
-            r = await c._client.get(f"/artifacts/{artifact_id}")
-            r.raise_for_status()
-            return r.json()
+            (artifact,) = await c.read_artifacts(artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact_id])))
+            return {"key": artifact.key, "data": artifact.data}
 
     return asyncio.run(read())
 

@@ -1,12 +1,14 @@
-"""Atomic Parquet writes: a reader sees the old file or the new one, never half of one.
+"""Atomic writes (Parquet files, the DuckDB catalog): a reader sees the old file or the new one, never half of one.
 
 Files are written under a hidden temporary name in the same directory and renamed into place;
 readers only ever glob names that do not start with '.', so a killed writer leaves nothing visible.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Mapping
 
@@ -28,26 +30,35 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(
-    table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None
-) -> Path:
-    """Write `table` to `path` atomically, merging `metadata` into the schema metadata."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is fsynced and renamed onto `path`.
+
+    On any error the temporary is removed and `path` keeps its previous content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
     tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
     try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_parquet_atomic(
+    table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write `table` to `path` atomically, merging `metadata` into the schema metadata."""
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     return path
 
 

@@ -2,7 +2,7 @@
 
 `connect()` gives an in-memory DuckDB whose views read the committed Parquet files, so any number
 of readers can query while a writer works. `refresh_catalog()` writes the same views into
-`vitrine.duckdb` for people who open the warehouse with the plain `duckdb` CLI.
+`vitrine.duckdb` (with absolute paths) for people who open the warehouse with the `duckdb` CLI.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse import schemas
-from warehouse.atomic import read_metadata, visible_parquet_files
+from warehouse.atomic import atomic_path, read_metadata, visible_parquet_files
 from warehouse.compaction import latest_predictions_sql
 from warehouse.layout import Warehouse
 
@@ -130,18 +130,21 @@ def connect(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD)
     return con
 
 
-def refresh_catalog(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD) -> bool:
-    """Rewrite the views inside vitrine.duckdb; call while holding the writer lock.
+def refresh_catalog(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD) -> None:
+    """Rebuild vitrine.duckdb with the current views; call while holding the writer lock.
 
-    Returns False (and leaves the old views) if someone holds the file open in the duckdb CLI.
+    The file is built under a temporary name and renamed into place, never edited: a `duckdb`
+    CLI session that has it open keeps its consistent old views and never blocks the refresh,
+    and a file another DuckDB version wrote (a storage version this one cannot open) is simply
+    replaced, since it holds nothing but views derived from the Parquet files.
     """
-    try:
-        con = duckdb.connect(str(wh.db_path))
-    except duckdb.IOException:
-        return False
-    try:
-        for stmt in view_ddl(wh, reclass_threshold):
-            con.execute(stmt)
-    finally:
-        con.close()
-    return True
+    with atomic_path(wh.db_path) as tmp:
+        con = duckdb.connect(str(tmp))
+        try:
+            for stmt in view_ddl(wh, reclass_threshold):
+                con.execute(stmt)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        # a write-ahead log left next to the old file must not be replayed into the new one
+        wh.db_path.with_name(wh.db_path.name + ".wal").unlink(missing_ok=True)
