@@ -5,24 +5,21 @@ Errors a user can fix (VitrineError) are printed as one message and exit code 2,
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from flows.console import FORMATS, console, out, print_rows
 from flows.settings import Settings, load_settings, write_session_for
 from warehouse import open_warehouse
 from warehouse.errors import VitrineError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="vitrine: embeddings once, light heads, predictions in DuckDB.")
-console = Console(stderr=True)
-out = Console()
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -100,7 +97,7 @@ def sql(
     from warehouse.views import connect
 
     s = _settings(ctx)
-    if format not in ("table", "csv", "json"):
+    if format not in FORMATS:
         raise VitrineError(f"unknown format {format!r}: use table, csv or json")
     con = connect(open_warehouse(s.warehouse.path), s.score.reclass_threshold)
     try:
@@ -109,20 +106,7 @@ def sql(
         raise VitrineError(f"query failed: {e}") from None
     if cur.description is None:
         return
-    cols = [d[0] for d in cur.description]
-    rows = cur.fetchall()
-    if format == "csv":
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(cols)
-        w.writerows(rows)
-    elif format == "json":
-        sys.stdout.write(json.dumps([dict(zip(cols, r)) for r in rows], default=str, indent=1) + "\n")
-    else:
-        t = Table(*cols)
-        for r in rows:
-            t.add_row(*("NULL" if v is None else str(v) for v in r))
-        out.print(t)
-        out.print(f"{len(rows)} rows")
+    print_rows([d[0] for d in cur.description], cur.fetchall(), format)
 
 
 @app.command()
@@ -305,6 +289,11 @@ def demo(
     config = ctx.obj["config"] or CONFIG_DIR / "demo.yaml"
     s = load_settings(config, ctx.obj["warehouse"])
     run_demo(s, fresh=fresh, console=out, config_hint=str(config))
+
+
+from flows.review_cli import review_app  # noqa: E402  (after app: the sub-app is registered on it)
+
+app.add_typer(review_app, name="review")
 
 
 def main() -> None:

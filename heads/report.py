@@ -22,6 +22,8 @@ def render(spec: Mapping, metrics: Mapping, pngs: Mapping[str, str]) -> str:
         f"- targets: {', '.join(t['name'] for t in spec['targets'])}",
         f"- trained at: {spec['trained_at']}",
         f"- training rows (products with ≥1 label): {spec['training_rows']}",
+        "- labels corrected by reviewers (label_decisions) used in training: "
+        + (", ".join(f"{t} {n}" for t, n in sorted(spec.get("corrected_labels", {}).items())) or "none"),
         f"- split (seed {spec['settings']['seed']}): " + ", ".join(f"{k} {v}" for k, v in spec["split"]["sizes"].items())
         + f"; stratified on {spec['split']['stratified_on'] or 'nothing (fallback: shuffled)'}",
         "- validation is used for early stopping and head choice only; the numbers below are on **test**.",

@@ -65,6 +65,10 @@ class TrainSettings(Strict):
     min_class_count: int = Field(
         10, ge=2, description="classes with fewer labelled rows are merged into '__other__'"
     )
+    label_folds: int = Field(
+        5, ge=0, description="out-of-fold folds that judge every training label for reclassification "
+        "(each fitted with the registered model's head and settings on the other folds); 0 or 1 = off",
+    )
     confusion_top_n: int = Field(20, ge=2, description="confusion-matrix PNGs show the N most frequent classes")
     lightgbm: LightGBMSettings = Field(default_factory=LightGBMSettings)
     mlp: MLPSettings = Field(default_factory=MLPSettings)

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from heads.targets import TargetSpec
 
@@ -56,7 +56,8 @@ def _pool_small(strata: np.ndarray, minimum: int) -> np.ndarray:
     return np.where(np.isin(strata, list(small)), into, strata)
 
 
-def _split_two(idx: np.ndarray, strata: np.ndarray | None, size: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def split_two(idx: np.ndarray, strata: np.ndarray | None, size: float, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """`idx` in two parts, stratified where the strata allow it; True if it was."""
     if strata is not None:
         s = _pool_small(strata[idx], 2)
         try:
@@ -68,13 +69,26 @@ def _split_two(idx: np.ndarray, strata: np.ndarray | None, size: float, seed: in
     return a, b, False
 
 
+def fold_indices(n: int, strata: np.ndarray | None, folds: int, seed: int) -> list[np.ndarray]:
+    """Held-out indices of `folds` folds, stratified where every stratum can fill the folds."""
+    idx = np.arange(n)
+    if strata is not None:
+        s = _pool_small(strata, folds)
+        try:
+            kf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+            return [np.sort(held) for _, held in kf.split(idx, s)]
+        except ValueError:
+            pass
+    return [np.sort(held) for _, held in KFold(n_splits=folds, shuffle=True, random_state=seed).split(idx)]
+
+
 def make_split(n: int, strata: np.ndarray | None, stratum_name: str | None, test_size: float, val_size: float, seed: int) -> Split:
     """Indices of train, val (early stopping only) and test (reporting only) rows, each sorted."""
     idx = np.arange(n)
     if n < 3:
         raise ValueError(f"need at least 3 labelled products to split, have {n}")
-    rest, test, ok1 = _split_two(idx, strata, test_size, seed)
+    rest, test, ok1 = split_two(idx, strata, test_size, seed)
     val_share = min(val_size / (1.0 - test_size), 0.9)
-    train, val, ok2 = _split_two(rest, strata, val_share, seed + 1)
+    train, val, ok2 = split_two(rest, strata, val_share, seed + 1)
     on = stratum_name if (strata is not None and ok1 and ok2) else None
     return Split(np.sort(train), np.sort(val), np.sort(test), on)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from heads import registry
+from heads.label_scores import cross_fit, label_scores
 from heads.features import blocks_from_settings, coverage, read_features
 from heads.metrics import classification_metrics, confusion_png, headline, regression_metrics
 from heads.predict import HEADS, save_spec
@@ -27,6 +28,7 @@ from heads.report import render
 from heads.splits import Split, make_split, strata_for
 from heads.targets import TargetSpec, labelled, prepare_targets
 from warehouse.atomic import write_parquet_atomic
+from warehouse.decisions import apply_decisions
 from warehouse.layout import Warehouse, safe_name
 from warehouse.tables import now_utc, read_products
 
@@ -105,7 +107,9 @@ def train(
         if progress:
             print(msg, flush=True)
 
-    products = read_products(wh)
+    products, corrected = apply_decisions(wh, read_products(wh))
+    if corrected:
+        log("labels corrected by reviewers: " + ", ".join(f"{t} {n}" for t, n in sorted(corrected.items())))
     cls_t, reg_t = resolve_targets(ts, targets)
     specs, y, skipped = prepare_targets(products, cls_t, reg_t, ts.min_class_count)
     for msg in skipped.values():
@@ -163,6 +167,7 @@ def train(
                 "head_part": head_part,
                 "split": {"stratified_on": split.stratified_on, "sizes": split.sizes(), "file": "split.parquet"},
                 "coverage": cov, "skipped": skipped, "training_rows": feats.n,
+                "corrected_labels": corrected,
                 "trained_at": trained_at.isoformat(),
                 "training_latest_updated_at": latest.isoformat() if latest else None,
             }
@@ -190,5 +195,14 @@ def train(
         log(f"current model for [{tset}]: {best.model_id} ({best.head}, validation score {best.val_score:.4f} vs {others})")
         for r in reg_rows:
             r["metrics"]["chosen_by"] = "validation score (mean accuracy / R² log over targets)"
+    if ts.label_folds >= 2 and any(s.kind == "classification" for s in specs):
+        log(f"label scores: {ts.label_folds} out-of-fold fits of {best.head} judge every training label")
+        oof = cross_fit(HEADS[best.head], ts, specs, feats, y, strata, log=log)
+        scores = label_scores(products, specs, y, oof, best.model_id, settings.score.top_k)
+        write_parquet_atomic(scores, wh.label_scores_path(best.model_id))
+        flagged = int(pc.sum(scores["is_issue"]).as_py() or 0)
+        log(f"label scores: {scores.num_rows} labels judged, {flagged} flagged by confident learning")
+    for r in reg_rows:
+        r["metrics"]["corrected_labels"] = corrected
     registry.register(wh, reg_rows, best.model_id)
     return TrainResult(trained, skipped, messages)

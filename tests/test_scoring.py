@@ -85,8 +85,9 @@ def test_changed_content_new_products_and_new_model(shop, tmp_path):
     assert q(wh, "SELECT count(*) FROM latest_predictions") == [(150,)]
 
 
-def test_reclassification_candidates_view(shop):
-    s, wh, _ = shop
+def test_reclassification_candidates_view_without_label_folds(shop):
+    s, wh, _ = shop  # with label folds off, every label is judged by the current model at the threshold
+    s = s.model_copy(update={"train": s.train.model_copy(update={"label_folds": 0})})
     train(wh, s, head="mlp", progress=False)
     score(wh, s, "r1")
     disagree = q(wh, "SELECT count(*) FROM latest_predictions lp JOIN products p USING (product_id) "
@@ -96,7 +97,9 @@ def test_reclassification_candidates_view(shop):
     high = q(wh, "SELECT count(*) FROM reclassification_candidates", threshold=1.01)[0][0]
     assert high == 0
     cols = [d[0] for d in connect(wh).execute("SELECT * FROM reclassification_candidates").description]
-    assert cols[:6] == ["product_id", "title", "target", "seller_label", "suggested_label", "confidence"]
+    assert cols == ["product_id", "title", "target", "seller_label", "suggested_label", "confidence", "top_k",
+                    "model_id", "run_id", "label_quality", "rank", "source"]
+    assert q(wh, "SELECT DISTINCT source FROM reclassification_candidates") == [("current_model",)]
 
 
 def test_sharded_scoring_is_invisible_until_every_shard_is_published(shop):

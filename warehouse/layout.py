@@ -77,6 +77,15 @@ class Warehouse:
         """The compacted current predictions (warehouse.compaction); `predictions` keeps the history."""
         return self.root / "predictions_current" / "current.parquet"
 
+    @property
+    def decisions_dir(self) -> Path:
+        """label_decisions: one file per write, unique names, so writers never wait or collide."""
+        return self.root / "label_decisions"
+
+    def label_scores_path(self, model_id: str) -> Path:
+        """A model's out-of-fold label scores live with the model."""
+        return self.model_dir(model_id) / "label_scores.parquet"
+
     def table_dirs(self) -> list[Path]:
         return [
             self.products_path.parent,
@@ -86,6 +95,7 @@ class Warehouse:
             self.models_root,
             self.predictions_dir,
             self.predictions_current_path.parent,
+            self.decisions_dir,
             self.lock_dir,
         ]
 

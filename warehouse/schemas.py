@@ -85,6 +85,43 @@ MODELS = pa.schema(
     ]
 )
 
+# What a reviewer decided about a seller's label (append-only; an 'undo' row voids `undoes`).
+DECISIONS = ("accept", "reject", "relabel")
+LABEL_DECISIONS = pa.schema(
+    [
+        ("decision_id", pa.string()),
+        ("product_id", pa.string()),
+        ("target", pa.string()),
+        ("seller_label", pa.string()),  # the label in force when the decision was made
+        ("suggested_label", pa.string()),
+        ("decision", pa.string()),  # accept | reject | relabel | undo
+        ("final_label", pa.string()),
+        ("decided_by", pa.string()),
+        ("decided_at", TS),
+        ("model_id", pa.string()),
+        ("content_hash", pa.string()),
+        ("note", pa.string()),
+        ("undoes", pa.string()),
+    ]
+)
+
+# Cross-fitted (out-of-fold) judgement of every training label, stored with the model.
+LABEL_SCORES = pa.schema(
+    [
+        ("product_id", pa.string()),
+        ("target", pa.string()),
+        ("given_label", pa.string()),
+        ("given_label_probability", pa.float64()),
+        ("suggested_label", pa.string()),
+        ("suggested_probability", pa.float64()),
+        ("label_quality", pa.float64()),
+        ("is_issue", pa.bool_()),
+        ("top_k", TOP_K),
+        ("content_hash", pa.string()),
+        ("model_id", pa.string()),
+    ]
+)
+
 EMBEDDINGS_FIXED = pa.schema(
     [("product_id", pa.string()), ("content_hash", pa.string()), ("encoded_at", TS)]
 )

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse import schemas
-from warehouse.atomic import atomic_path, read_metadata, visible_parquet_files
+from warehouse.atomic import atomic_path, read_metadata, visible_parquet_files, write_parquet_atomic
 from warehouse.compaction import latest_predictions_sql
 from warehouse.layout import Warehouse
 
@@ -36,36 +36,105 @@ def embedding_view_name(encoder_dir_name: str) -> str:
     return "embeddings_" + re.sub(r"[^A-Za-z0-9]+", "_", encoder_dir_name).strip("_").lower()
 
 
-def _reclass_sql(wh: Warehouse, threshold: float) -> str:
-    """Seller-set labels that disagree with a confident prediction, one row per (product, target).
+DECISIONS_GLOB = "d-*.parquet"
+DECISIONS_SEED = "d-0-seed.parquet"
 
-    Built from the product columns that exist, so a catalog without a column never breaks it.
-    """
-    empty = (
-        "SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS title, NULL::VARCHAR AS target, "
-        "NULL::VARCHAR AS seller_label, NULL::VARCHAR AS suggested_label, NULL::DOUBLE AS confidence, "
-        f"NULL::{schemas.duckdb_type(schemas.TOP_K)} AS top_k, NULL::VARCHAR AS model_id, "
-        "NULL::VARCHAR AS run_id WHERE false"
-    )
+
+def label_columns(wh: Warehouse) -> list[str]:
+    """The catalog's label columns: every product column that is not one of vitrine's own."""
     if not wh.products_path.exists():
-        return empty
+        return []
     fixed = set(schemas.PRODUCT_FIXED.names)
-    label_cols = [n for n in pq.read_schema(wh.products_path).names if n not in fixed]
-    if not label_cols:
-        return empty
-    parts = [
-        f"SELECT product_id, {_lit(c)} AS target, CAST(\"{c}\" AS VARCHAR) AS seller_label FROM products "
-        f"WHERE \"{c}\" IS NOT NULL"
-        for c in label_cols
-    ]
-    seller = " UNION ALL ".join(parts)
+    return [n for n in pq.read_schema(wh.products_path).names if n not in fixed]
+
+
+def ensure_decisions_seed(wh: Warehouse) -> None:
+    """An empty decisions file, so the glob view over `label_decisions/` always matches one.
+
+    The view is a glob (not a list fixed when the catalog was built) because decisions are written
+    without the writer lock, after the last catalog refresh: the CLI must still see them.
+    """
+    if not visible_parquet_files(wh.decisions_dir):
+        write_parquet_atomic(schemas.LABEL_DECISIONS.empty_table(), wh.decisions_dir / DECISIONS_SEED)
+
+
+def _decisions_sql(wh: Warehouse) -> str:
+    if not visible_parquet_files(wh.decisions_dir):
+        return schemas.empty_select(schemas.LABEL_DECISIONS)
+    return f"SELECT * FROM read_parquet({_lit(str(wh.decisions_dir / DECISIONS_GLOB))}, union_by_name = true)"
+
+
+def _label_scores_sql(wh: Warehouse) -> str:
+    """The current models' out-of-fold label scores."""
+    files = []
+    if wh.models_registry_path.exists():
+        reg = pq.read_table(wh.models_registry_path, columns=["model_id", "is_current"]).to_pylist()
+        files = [wh.label_scores_path(r["model_id"]) for r in reg if r["is_current"]]
+        files = [f for f in files if f.exists()]
+    if not files:
+        return schemas.empty_select(schemas.LABEL_SCORES)
+    listed = ", ".join(_lit(str(f)) for f in files)
+    return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+
+
+def _labels_sql(wh: Warehouse) -> str:
+    """Per (product, target): the seller's label, or a reviewer's final label made since the last edit."""
+    cols = label_columns(wh)
+    if not cols:
+        return ("SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS target, NULL::VARCHAR AS seller_label, "
+                "NULL::VARCHAR AS label, NULL::VARCHAR AS source WHERE false")
+    seller = " UNION ALL ".join(
+        f"SELECT product_id, {_lit(c)} AS target, CAST(\"{c}\" AS VARCHAR) AS seller_label FROM products" for c in cols)
     return (
-        "SELECT s.product_id, p.title, s.target, s.seller_label, lp.label AS suggested_label, "
-        "lp.confidence, lp.top_k, lp.model_id, lp.run_id "
-        f"FROM ({seller}) s JOIN latest_predictions lp USING (product_id, target) "
-        "JOIN products p USING (product_id) "
-        f"WHERE lp.label IS NOT NULL AND lp.label <> s.seller_label AND lp.label <> {_lit(schemas.OTHER_LABEL)} "
-        f"AND lp.confidence >= {float(threshold)!r}"
+        f"WITH seller AS ({seller}), decided AS ("
+        "  SELECT product_id, target, final_label FROM ("
+        "    SELECT e.*, row_number() OVER (PARTITION BY e.product_id, e.target ORDER BY e.decided_at DESC, e.decision_id DESC) AS rn"
+        "    FROM decisions_in_force e) WHERE rn = 1) "
+        "SELECT s.product_id, s.target, s.seller_label, coalesce(d.final_label, s.seller_label) AS label, "
+        "CASE WHEN d.final_label IS NOT NULL AND d.final_label IS DISTINCT FROM s.seller_label "
+        "THEN 'decision' ELSE 'seller' END AS source "
+        "FROM seller s LEFT JOIN decided d USING (product_id, target) "
+        "WHERE coalesce(d.final_label, s.seller_label) IS NOT NULL"
+    )
+
+
+def _reclass_sql(threshold: float) -> str:
+    """Labels in force that are likely wrong, with a suggestion, ranked most-likely-wrong first.
+
+    A label the registered model was trained on is judged by its out-of-fold score (confident
+    learning flagged it); a product new or changed since training, or whose label changed, by
+    the current model's prediction at `threshold`. What a reviewer settled stays out: an accepted
+    or relabelled (product, target), and a rejected suggestion, until the listing is edited.
+    """
+    other = _lit(schemas.OTHER_LABEL)
+    return (
+        "WITH oof AS ("
+        "  SELECT ls.product_id, ls.target, l.label AS seller_label, ls.suggested_label,"
+        "    ls.suggested_probability AS confidence, ls.top_k, ls.model_id, NULL::VARCHAR AS run_id,"
+        "    ls.label_quality, ls.is_issue, 'out_of_fold' AS source"
+        "  FROM label_scores ls JOIN products p USING (product_id) JOIN labels l USING (product_id, target)"
+        "  WHERE ls.content_hash = p.content_hash AND ls.given_label = l.label),"
+        " cur AS ("
+        "  SELECT l.product_id, l.target, l.label AS seller_label, lp.label AS suggested_label, lp.confidence,"
+        "    lp.top_k, lp.model_id, lp.run_id,"
+        "    coalesce(list_max(list_transform(list_filter(lp.top_k, lambda x: x.label = l.label), lambda x: x.probability)), 0.0)"
+        "      AS label_quality, true AS is_issue, 'current_model' AS source"
+        "  FROM labels l JOIN latest_predictions lp USING (product_id, target)"
+        f"  WHERE lp.confidence >= {float(threshold)!r}"
+        "    AND NOT EXISTS (SELECT 1 FROM oof WHERE oof.product_id = l.product_id AND oof.target = l.target)),"
+        " settled AS (SELECT DISTINCT product_id, target FROM decisions_in_force WHERE decision IN ('accept', 'relabel')),"
+        " rejected AS (SELECT DISTINCT product_id, target, suggested_label FROM decisions_in_force WHERE decision = 'reject'),"
+        " flagged AS (SELECT * FROM oof UNION ALL SELECT * FROM cur)"
+        " SELECT f.product_id, p.title, f.target, f.seller_label, f.suggested_label, f.confidence, f.top_k,"
+        "   f.model_id, f.run_id, f.label_quality,"
+        "   row_number() OVER (ORDER BY f.label_quality, f.confidence DESC, f.product_id, f.target) AS rank, f.source"
+        " FROM flagged f JOIN products p USING (product_id)"
+        f" WHERE f.is_issue AND f.suggested_label IS NOT NULL AND f.suggested_label <> f.seller_label"
+        f"   AND f.suggested_label <> {other}"
+        "   AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.product_id = f.product_id AND s.target = f.target)"
+        "   AND NOT EXISTS (SELECT 1 FROM rejected r WHERE r.product_id = f.product_id AND r.target = f.target"
+        "                   AND r.suggested_label = f.suggested_label)"
+        " ORDER BY rank"
     )
 
 
@@ -94,7 +163,15 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
             else schemas.empty_select(schemas.MODELS)
         ),
         f"CREATE OR REPLACE VIEW latest_predictions AS {latest_predictions_sql(wh)}",
-        f"CREATE OR REPLACE VIEW reclassification_candidates AS {_reclass_sql(wh, reclass_threshold)}",
+        f"CREATE OR REPLACE VIEW label_decisions AS {_decisions_sql(wh)}",
+        "CREATE OR REPLACE VIEW effective_decisions AS SELECT * EXCLUDE (undoes) FROM label_decisions "
+        "WHERE decision <> 'undo' AND decision_id NOT IN "
+        "(SELECT undoes FROM label_decisions WHERE decision = 'undo' AND undoes IS NOT NULL)",
+        "CREATE OR REPLACE VIEW decisions_in_force AS SELECT e.* FROM effective_decisions e "
+        "JOIN products p USING (product_id) WHERE e.decided_at >= p.updated_at",
+        f"CREATE OR REPLACE VIEW labels AS {_labels_sql(wh)}",
+        f"CREATE OR REPLACE VIEW label_scores AS {_label_scores_sql(wh)}",
+        f"CREATE OR REPLACE VIEW reclassification_candidates AS {_reclass_sql(reclass_threshold)}",
     ]
     encoders = []
     if wh.embeddings_root.exists():
@@ -138,6 +215,7 @@ def refresh_catalog(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_TH
     and a file another DuckDB version wrote (a storage version this one cannot open) is simply
     replaced, since it holds nothing but views derived from the Parquet files.
     """
+    ensure_decisions_seed(wh)
     with atomic_path(wh.db_path) as tmp:
         con = duckdb.connect(str(tmp))
         try:
