@@ -24,8 +24,13 @@ from warehouse import schemas
 
 def cross_fit(head_cls, settings, specs: Sequence[TargetSpec], feats: Features, y: dict[str, np.ndarray],
               strata: np.ndarray | None, log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
-    """Out-of-fold class probabilities (n, C) per classification target; NaN rows never held out."""
+    """Out-of-fold class probabilities (n, C) per classification target; NaN rows never held out.
+
+    Each fold's head has the registered model's settings, except `label_fold_ensemble` MLP nets.
+    """
     cls = [s for s in specs if s.kind == "classification"]
+    if settings.label_fold_ensemble is not None:  # a cheaper fold head (fewer nets), if configured
+        settings = settings.model_copy(update={"mlp": settings.mlp.model_copy(update={"ensemble": settings.label_fold_ensemble})})
     folds = fold_indices(feats.n, strata, settings.label_folds, settings.seed)
     oof = {s.name: np.full((feats.n, len(s.classes)), np.nan) for s in cls}
     for k, held in enumerate(folds):
@@ -40,8 +45,11 @@ def cross_fit(head_cls, settings, specs: Sequence[TargetSpec], feats: Features, 
 
 
 def label_scores(products: pa.Table, specs: Sequence[TargetSpec], y: dict[str, np.ndarray],
-                 oof: dict[str, np.ndarray], model_id: str, top_k: int = 5) -> pa.Table:
-    """The `label_scores` table: one row per labelled (product, classification target)."""
+                 oof: dict[str, np.ndarray], model_id: str, top_k: int = 5, max_quality: float = 1.0) -> pa.Table:
+    """The `label_scores` table: one row per labelled (product, classification target).
+
+    `is_issue`: flagged by confident learning and `label_quality` ≤ `max_quality`.
+    """
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -58,7 +66,7 @@ def label_scores(products: pa.Table, specs: Sequence[TargetSpec], y: dict[str, n
         with warnings.catch_warnings():  # cleanlab warns about classes it sees few of; the flags stand
             warnings.simplefilter("ignore")
             quality = get_label_quality_scores(labels, probs, method="self_confidence")
-            issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+            issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate") & (quality <= max_quality)
         classes = np.array(s.classes, dtype=object)
         order = np.argsort(-probs, axis=1)[:, :top_k]
         best = order[:, 0]

@@ -69,6 +69,14 @@ class TrainSettings(Strict):
         5, ge=0, description="out-of-fold folds that judge every training label for reclassification "
         "(each fitted with the registered model's head and settings on the other folds); 0 or 1 = off",
     )
+    label_fold_ensemble: int | None = Field(
+        1, ge=1, description="MLP nets per label fold (None: mlp.ensemble); one net per fold costs a third of "
+        "three, and the label-noise benchmark compares the errors each finds",
+    )
+    label_issue_max_quality: float = Field(
+        0.1, ge=0, le=1, description="a label confident learning flags becomes a candidate only if its out-of-fold "
+        "probability (label_quality) is at most this: the label-noise benchmark's precision-recall curve",
+    )
     confusion_top_n: int = Field(20, ge=2, description="confusion-matrix PNGs show the N most frequent classes")
     lightgbm: LightGBMSettings = Field(default_factory=LightGBMSettings)
     mlp: MLPSettings = Field(default_factory=MLPSettings)

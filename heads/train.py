@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,11 +198,15 @@ def train(
             r["metrics"]["chosen_by"] = "validation score (mean accuracy / R² log over targets)"
     if ts.label_folds >= 2 and any(s.kind == "classification" for s in specs):
         log(f"label scores: {ts.label_folds} out-of-fold fits of {best.head} judge every training label")
+        t_folds = time.perf_counter()
         oof = cross_fit(HEADS[best.head], ts, specs, feats, y, strata, log=log)
-        scores = label_scores(products, specs, y, oof, best.model_id, settings.score.top_k)
+        scores = label_scores(products, specs, y, oof, best.model_id, settings.score.top_k, ts.label_issue_max_quality)
         write_parquet_atomic(scores, wh.label_scores_path(best.model_id))
         flagged = int(pc.sum(scores["is_issue"]).as_py() or 0)
-        log(f"label scores: {scores.num_rows} labels judged, {flagged} flagged by confident learning")
+        fold_seconds = round(time.perf_counter() - t_folds, 1)
+        log(f"label scores: {scores.num_rows} labels judged, {flagged} flagged by confident learning ({fold_seconds} s)")
+        for r in reg_rows:
+            r["metrics"]["label_folds_seconds"] = fold_seconds
     for r in reg_rows:
         r["metrics"]["corrected_labels"] = corrected
     registry.register(wh, reg_rows, best.model_id)
