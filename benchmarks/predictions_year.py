@@ -55,6 +55,8 @@ def run_table(run: str, model: str, day: int, products: np.ndarray, rng: np.rand
     n, k = len(products), len(TARGETS)
     pid = pa.array(np.char.add("p", products.astype(str)).repeat(k))
     labels = pa.array(np.char.add("class-", rng.integers(0, 40, n * k).astype(str)))
+    if isinstance(labels, pa.ChunkedArray):  # pyarrow chunks large numpy string arrays
+        labels = labels.combine_chunks()
     conf = pa.array(rng.random(n * k))
     top = pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, dtype=np.int32)),
                                    pa.StructArray.from_arrays([labels, conf], names=["label", "probability"]))
