@@ -16,6 +16,15 @@ out = Console()
 FORMATS = ("table", "csv", "json")
 
 
+def _cell(v) -> str:
+    """A table cell: floats to four significant digits (csv and json keep every digit)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
 def print_rows(cols: Sequence[str], rows: Sequence[tuple], format: str = "table") -> None:
     """Rows as a rich table, CSV or JSON: the `--format` every listing command shares."""
     if format not in FORMATS:
@@ -29,6 +38,6 @@ def print_rows(cols: Sequence[str], rows: Sequence[tuple], format: str = "table"
     else:
         t = Table(*cols)
         for r in rows:
-            t.add_row(*("NULL" if v is None else str(v) for v in r))
+            t.add_row(*(_cell(v) for v in r))
         out.print(t)
         out.print(f"{len(rows)} rows")

@@ -114,12 +114,13 @@ def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decisio
         decision = "relabel"
     if decision == "accept":
         if suggested is None:
-            raise DecisionError(f"product {product_id!r} has no suggestion for {target!r} to accept: "
-                                "relabel it with --label LABEL instead")
+            raise DecisionError(f"product {product_id!r} has no open suggestion for {target!r} (not a candidate, "
+                                "or already decided): relabel it with --label LABEL instead")
         final = suggested
     elif decision == "reject":
         if suggested is None:
-            raise DecisionError(f"product {product_id!r} has no suggestion for {target!r} to reject")
+            raise DecisionError(f"product {product_id!r} has no open suggestion for {target!r} to reject "
+                                "(not a candidate, or already decided)")
         final = current
     elif decision == "relabel":
         if not label:
