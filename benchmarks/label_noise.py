@@ -205,7 +205,7 @@ def tfidf_baseline(wh, target: str, flags_at: int, seed: int) -> tuple[dict, dic
         clf = LogisticRegression(C=10.0, max_iter=1000).fit(x[tr], y[tr])
         probs[np.ix_(te, clf.classes_)] = clf.predict_proba(x[te])
     probs = probs / probs.sum(axis=1, keepdims=True)
-    issues = find_label_issues(y, probs, filter_by="prune_by_noise_rate")
+    issues = find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     best = probs.argmax(axis=1)
     flags = {ids[i]: classes[best[i]] for i in np.flatnonzero(issues & (best != y))}
     quality = probs[np.arange(len(y)), y]

@@ -26,9 +26,9 @@ QUERIES = [
         "FROM latest_predictions WHERE label IS NOT NULL GROUP BY target ORDER BY target",
     ),
     (
-        "Listings whose seller-set article type the model disputes",
-        "SELECT product_id, title, seller_label, suggested_label, round(confidence, 2) AS confidence "
-        "FROM reclassification_candidates WHERE target = 'article_type' ORDER BY confidence DESC LIMIT 10",
+        "Listings whose seller-set article type is most likely wrong (vitrine review lists the whole queue)",
+        "SELECT rank, product_id, title, seller_label, suggested_label, round(confidence, 2) AS confidence, source "
+        "FROM reclassification_candidates WHERE target = 'article_type' ORDER BY rank LIMIT 10",
     ),
     (
         "Which seller categories are most often disputed?",

@@ -179,8 +179,8 @@ def top_candidates(s: Settings, limit: int = 10) -> list[dict]:
 
     con = connect(_open(s), s.score.reclass_threshold)
     cur = con.execute(
-        "SELECT product_id, title, target, seller_label, suggested_label, round(confidence, 3) AS confidence "
-        f"FROM reclassification_candidates ORDER BY confidence DESC LIMIT {int(limit)}"
+        "SELECT rank, product_id, title, target, seller_label, suggested_label, round(confidence, 3) AS confidence, "
+        f"source FROM reclassification_candidates ORDER BY rank LIMIT {int(limit)}"
     )
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
@@ -203,11 +203,14 @@ def summary_markdown(summary: dict) -> str:
         "",
         "## Top reclassification candidates",
         "",
-        "| product | title | target | seller | suggested | confidence |",
-        "|---|---|---|---|---|---|",
+        "Most likely wrong first; work through them with `vitrine review`.",
+        "",
+        "| rank | product | title | target | seller | suggested | confidence | judged by |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in summary["top_candidates"]:
-        lines.append(f"| {c['product_id']} | {c['title']} | {c['target']} | {c['seller_label']} | {c['suggested_label']} | {c['confidence']} |")
+        lines.append(f"| {c['rank']} | {c['product_id']} | {c['title']} | {c['target']} | {c['seller_label']} | "
+                     f"{c['suggested_label']} | {c['confidence']} | {c['source'].replace('_', '-')} |")
     return "\n".join(lines)
 
 

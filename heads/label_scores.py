@@ -66,7 +66,9 @@ def label_scores(products: pa.Table, specs: Sequence[TargetSpec], y: dict[str, n
         with warnings.catch_warnings():  # cleanlab warns about classes it sees few of; the flags stand
             warnings.simplefilter("ignore")
             quality = get_label_quality_scores(labels, probs, method="self_confidence")
-            issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate") & (quality <= max_quality)
+            # n_jobs=1: cleanlab's process pool forks, and a fork of this threaded process (Prefect's
+            # task threads, torch's) can hang for good
+            issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1) & (quality <= max_quality)
         classes = np.array(s.classes, dtype=object)
         order = np.argsort(-probs, axis=1)[:, :top_k]
         best = order[:, 0]
