@@ -31,20 +31,34 @@ def top_k(y_true: np.ndarray, proba: np.ndarray, k: int = 3) -> float:
     return float(top_k_accuracy_score(y_true, score, k=k, labels=np.arange(n_classes)))
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray) -> dict:
-    """Metrics of rows with a label (y_true >= 0) given class probabilities (n, C)."""
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, true_names: Sequence[str | None] | None = None,
+                           classes: Sequence[str] | None = None) -> dict:
+    """Metrics of rows with a label (y_true >= 0) given class probabilities (n, C).
+
+    With the rows' true label names and the model's class list, also the figures over the true
+    classes: a rare class merged into `__other__` keeps its own name, so predicting `__other__`
+    for it is a miss (`accuracy_true`), and `macro_f1_true` averages F1 over the classes present in
+    the true labels only, so neither a catch-all nor a class no row has flatters the tail.
+    """
     keep = y_true >= 0
     y, p = y_true[keep], proba[keep]
     if len(y) == 0:
         return {"n": 0}
     pred = p.argmax(axis=1)
-    return {
+    out = {
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, pred)),
         "macro_f1": float(f1_score(y, pred, average="macro")),
         "weighted_f1": float(f1_score(y, pred, average="weighted")),
         "top3_accuracy": top_k(y, p, 3),
     }
+    if true_names is not None and classes is not None:
+        names = np.asarray(true_names, dtype=object)[keep]
+        predicted = np.asarray(classes, dtype=object)[pred]
+        present = sorted(set(names.tolist()))
+        out["accuracy_true"] = float(np.mean(predicted == names))
+        out["macro_f1_true"] = float(f1_score(names, predicted, labels=present, average="macro", zero_division=0))
+    return out
 
 
 def regression_metrics(y_log: np.ndarray, pred_log: np.ndarray, lower_log: np.ndarray, upper_log: np.ndarray) -> dict:

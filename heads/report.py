@@ -10,7 +10,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-CLS_COLS = ["n", "accuracy", "macro_f1", "weighted_f1", "top3_accuracy"]
+CLS_COLS = ["n", "accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "accuracy_true", "macro_f1_true"]
 REG_COLS = ["n", "r2_log", "r2", "mae", "mape", "interval_coverage", "interval_median_width"]
 
 
@@ -27,6 +27,8 @@ def render(spec: Mapping, metrics: Mapping, pngs: Mapping[str, str]) -> str:
         f"- split (seed {spec['settings']['seed']}): " + ", ".join(f"{k} {v}" for k, v in spec["split"]["sizes"].items())
         + f"; stratified on {spec['split']['stratified_on'] or 'nothing (fallback: shuffled)'}",
         "- validation is used for early stopping and head choice only; the numbers below are on **test**.",
+        "- `accuracy_true`, `macro_f1_true`: against the rows' true labels, a rare class merged into `__other__` "
+        "keeping its own name (so `__other__` predicted for it is a miss), macro-F1 over the classes those rows have.",
         "",
         "## Features",
         "",

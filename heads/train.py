@@ -27,7 +27,7 @@ from heads.metrics import classification_metrics, confusion_png, headline, regre
 from heads.predict import HEADS, save_spec
 from heads.report import render
 from heads.splits import Split, make_split, strata_for
-from heads.targets import TargetSpec, labelled, prepare_targets
+from heads.targets import TargetSpec, label_strings, labelled, prepare_targets
 from warehouse.atomic import write_parquet_atomic
 from warehouse.decisions import apply_decisions
 from warehouse.layout import Warehouse, safe_name
@@ -64,8 +64,13 @@ def resolve_targets(train_settings, targets: Sequence[str] | None) -> tuple[list
     return [t for t in names if t not in reg_known], [t for t in names if t in reg_known]
 
 
-def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dict[str, np.ndarray], split: Split) -> dict:
-    """Validation and test metrics per target, and the validation score used to pick a head."""
+def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dict[str, np.ndarray], split: Split,
+                     names: dict[str, list[str | None]] | None = None) -> dict:
+    """Validation and test metrics per target, and the validation score used to pick a head.
+
+    `names`: each row's true label as the catalog has it (before rare classes are merged), for the
+    figures over the true classes.
+    """
     per: dict[str, dict] = {}
     heads_val = []
     for s in specs:
@@ -74,7 +79,11 @@ def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dic
         per[s.name] = {}
         for part, idx in (("val", split.val), ("test", split.test)):
             r, t = raw[s.name][idx], y[s.name][idx]
-            m = classification_metrics(t, r) if s.kind == "classification" else regression_metrics(t, r[:, 0], r[:, 1], r[:, 2])
+            if s.kind == "classification":
+                true = [names[s.name][i] for i in idx] if names and s.name in names else None
+                m = classification_metrics(t, r, true, s.classes)
+            else:
+                m = regression_metrics(t, r[:, 0], r[:, 1], r[:, 2])
             per[s.name][part] = m
         h = headline(s.kind, per[s.name]["val"])
         if h is not None:
@@ -125,6 +134,7 @@ def train(
     products = products.take(pa.array(take))
     y = {k: v[take] for k, v in y.items()}
     feats = read_features(wh, products, blocks_from_settings(settings))
+    true_names = {s.name: label_strings(products[s.name]) for s in specs if s.kind == "classification"}
     cov = coverage(feats)
     for b in feats.blocks:
         log(f"features {b.name}: {b.encoder_id} ({b.dim}-d), fresh vectors for {cov[b.encoder_id]:.1%} of {feats.n} products")
@@ -138,7 +148,7 @@ def train(
         log(f"training {h} on {', '.join(s.name for s in specs)}")
         impl = HEADS[h](ts, specs).fit(feats, y, split.train, split.val, log=log)
         raw = impl.predict(feats)
-        metrics = evaluate_outputs(specs, y, raw, split)
+        metrics = evaluate_outputs(specs, y, raw, split, true_names)
         metrics["skipped"] = skipped
         trained_at = now_utc()
         model_id = f"{h}-{trained_at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -37,6 +37,21 @@ def test_classification_metrics_equal_sklearn():
     assert m["top3_accuracy"] == top_k_accuracy_score(yt, p, k=3, labels=np.arange(6))
 
 
+def test_true_class_metrics_count_the_catch_all_as_a_miss():
+    # classes a, b and __other__ (rare r1, r2 merged into it); the model predicts __other__ for both
+    classes = ["a", "b", OTHER]
+    names = ["a", "a", "b", "r1", "r2", None]
+    spec_y = np.array([0, 0, 1, 2, 2, -1])
+    proba = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [1, 0, 0]])
+    m = classification_metrics(spec_y, proba, names, classes)
+    assert m["accuracy"] == pytest.approx(4 / 5)  # the merged view: __other__ is a hit
+    assert m["accuracy_true"] == pytest.approx(2 / 5)  # r1 and r2 predicted __other__: misses
+    pred = ["a", "b", "b", OTHER, OTHER]
+    assert m["macro_f1_true"] == pytest.approx(f1_score(names[:5], pred, labels=["a", "b", "r1", "r2"], average="macro",
+                                                        zero_division=0))
+    assert m["macro_f1_true"] < m["macro_f1"]
+
+
 def test_top3_with_few_classes_is_one_and_binary_works():
     rng = np.random.default_rng(2)
     proba = rng.dirichlet(np.ones(2), 50)
