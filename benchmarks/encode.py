@@ -306,7 +306,8 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_section("Encoding", body)
+        # a partial run (--only) gets a section of its own instead of replacing the whole table
+        write_section("Encoding" if not args.only else f"Encoding: {args.only} only", body)
 
 
 if __name__ == "__main__":
