@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import stamp, write_section  # noqa: E402
 
 from warehouse import schemas  # noqa: E402
-from warehouse.compaction import compact_predictions, compaction_due  # noqa: E402
+from warehouse.compaction import compact_predictions  # noqa: E402
+from warehouse.current_predictions import compaction_due  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 from warehouse.tables import replace_models, write_predictions  # noqa: E402
 from warehouse.views import connect  # noqa: E402

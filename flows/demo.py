@@ -115,7 +115,7 @@ def run_demo(settings: Settings, fresh: bool = True, console: Console | None = N
     console.print(
         f"[bold]{n_cand}[/] reclassification candidates (seller label ≠ prediction with confidence ≥ {s.score.reclass_threshold})"
     )
-    console.print(f"time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    console.print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     console.rule("[bold]try these")
     for title, q in QUERIES:
         console.print(f"# {title}\nvitrine --config {config_hint} sql \"{q}\"\n", soft_wrap=True, highlight=False)

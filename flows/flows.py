@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.settings import Settings, load_settings, write_session_for
 from warehouse import open_warehouse
-from warehouse.compaction import compaction_due
+from warehouse.current_predictions import compaction_due
 
 
 def resolve_settings(settings: dict | Settings | None = None, config: str | None = None) -> Settings:

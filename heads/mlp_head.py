@@ -25,7 +25,7 @@ from torch import nn
 
 from heads.features import Features
 from heads.settings import TrainSettings
-from heads.targets import TargetSpec, labelled
+from heads.targets import TargetSpec
 
 
 class FusionNet(nn.Module):

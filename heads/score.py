@@ -20,7 +20,7 @@ from heads.features import HASH_COLUMN, Features, read_features
 from heads.predict import TargetPrediction, load_model, to_predictions
 from heads.registry import current_models
 from warehouse import schemas
-from warehouse.compaction import scored_sql
+from warehouse.current_predictions import scored_sql
 from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse
 from warehouse.tables import now_utc, read_products, stage_predictions, write_predictions

@@ -12,7 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from warehouse import schemas
-from warehouse.compaction import compact_predictions, compaction_due, read_snapshot
+from warehouse.compaction import compact_predictions
+from warehouse.current_predictions import compaction_due, read_snapshot
 from warehouse.layout import open_warehouse
 from warehouse.tables import replace_models, write_predictions
 from warehouse.views import connect

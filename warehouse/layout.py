@@ -74,7 +74,7 @@ class Warehouse:
 
     @property
     def predictions_current_path(self) -> Path:
-        """The compacted current predictions (warehouse.compaction); `predictions` keeps the history."""
+        """The compacted current predictions (warehouse.compaction writes it); `predictions` keeps the history."""
         return self.root / "predictions_current" / "current.parquet"
 
     @property

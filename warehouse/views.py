@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from warehouse import schemas
 from warehouse.atomic import atomic_path, read_metadata, visible_parquet_files, write_parquet_atomic
-from warehouse.compaction import latest_predictions_sql
+from warehouse.current_predictions import latest_predictions_sql
 from warehouse.layout import Warehouse
 
 DEFAULT_RECLASS_THRESHOLD = 0.8
