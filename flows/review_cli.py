@@ -46,7 +46,8 @@ def _decide(ctx: typer.Context, decision: str, product: str, target: str, label:
             note: str | None) -> None:
     from warehouse.decisions import decide
 
-    row = decide(_wh(ctx), product, target, decision, label=label, decided_by=by, note=note)
+    row = decide(_wh(ctx), product, target, decision, label=label, decided_by=by, note=note,
+                 reclass_threshold=ctx.obj["settings"].score.reclass_threshold)
     out.print(f"{row['decision']} {row['product_id']} {row['target']}: {row['seller_label']} → {row['final_label']}"
               f" (decision {row['decision_id']})")
 
@@ -77,7 +78,8 @@ def import_(ctx: typer.Context,
     """Record decisions made elsewhere; bad rows go to rejects with their line and reason."""
     from warehouse.decisions import import_decisions
 
-    summary = import_decisions(_wh(ctx), path, decided_by=by)
+    summary = import_decisions(_wh(ctx), path, decided_by=by,
+                               reclass_threshold=ctx.obj["settings"].score.reclass_threshold)
     out.print(f"{path}: {summary.recorded} recorded, {summary.rejected} rejected")
     for line, reason in summary.rejects[:20]:
         out.print(f"  line {line}: {reason}")

@@ -92,8 +92,9 @@ class _Context:
         return self.labels[target]
 
 
-def _context(wh: Warehouse) -> _Context:
-    return _Context(connect(wh), label_columns(wh))
+def _context(wh: Warehouse, reclass_threshold: float | None) -> _Context:
+    con = connect(wh) if reclass_threshold is None else connect(wh, reclass_threshold)
+    return _Context(con, label_columns(wh))
 
 
 def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decision: str,
@@ -135,9 +136,13 @@ def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decisio
 
 
 def decide(wh: Warehouse, product_id: str, target: str, decision: str, label: str | None = None,
-           decided_by: str | None = None, note: str | None = None) -> dict:
-    """Record one reviewer decision; `accept` with a label other than the suggestion is a relabel."""
-    row = _resolve(wh, _context(wh), product_id, target, decision, label)
+           decided_by: str | None = None, note: str | None = None, reclass_threshold: float | None = None) -> dict:
+    """Record one reviewer decision; `accept` with a label other than the suggestion is a relabel.
+
+    `reclass_threshold`: the one the reviewer's queue was listed with (`score.reclass_threshold`),
+    so a candidate shown is a candidate decided on.
+    """
+    row = _resolve(wh, _context(wh, reclass_threshold), product_id, target, decision, label)
     row.update(decided_by=decided_by, note=note)
     return record_decisions(wh, [row]).to_pylist()[0]
 
@@ -244,13 +249,14 @@ def _parse_time(v) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def import_decisions(wh: Warehouse, path: Path, decided_by: str | None = None) -> ImportSummary:
+def import_decisions(wh: Warehouse, path: Path, decided_by: str | None = None,
+                     reclass_threshold: float | None = None) -> ImportSummary:
     """Decisions made elsewhere (CSV or Parquet with the label_decisions columns).
 
     Good rows are recorded in one file; each bad row goes to `rejects` with its line and reason.
     """
     path = Path(path)
-    ctx = _context(wh)
+    ctx = _context(wh, reclass_threshold)
     good, bad = [], []
     for line, r, raw in _read_rows(path):
         try:
