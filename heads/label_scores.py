@@ -35,7 +35,7 @@ def cross_fit(head_cls, settings, specs: Sequence[TargetSpec], feats: Features, 
     oof = {s.name: np.full((feats.n, len(s.classes)), np.nan) for s in cls}
     for k, held in enumerate(folds):
         rest = np.setdiff1d(np.arange(feats.n), held)
-        tr, va, _ = split_two(rest, None if strata is None else strata, settings.val_size, settings.seed + 100 + k)
+        tr, va, _ = split_two(rest, strata, settings.val_size, settings.seed + 100 + k)
         impl = head_cls(settings, cls).fit(feats, y, np.sort(tr), np.sort(va), log=lambda _m: None)
         raw = impl.predict(feats.take(held))
         for s in cls:

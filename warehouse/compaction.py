@@ -11,16 +11,15 @@ the next writer) and the old snapshot.
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from dataclasses import asdict, dataclass
 
 import pyarrow.parquet as pq
 
-from warehouse.atomic import TMP_PREFIX, fsync_dir
+from warehouse.atomic import atomic_path
 from warehouse.current_predictions import MODELS_KEY, RUNS_KEY, current_model_ids, run_files, usable_snapshot
 from warehouse.layout import Warehouse
+from warehouse.schemas import sql_literal
 from warehouse.views import connect
 
 
@@ -35,10 +34,6 @@ class CompactionSummary:
         return asdict(self)
 
 
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def compact_predictions(wh: Warehouse, threads: int | None = None) -> CompactionSummary:
     """Rewrite the snapshot from the old one and the runs since; the caller holds the writer lock."""
     t0 = time.perf_counter()
@@ -49,21 +44,12 @@ def compact_predictions(wh: Warehouse, threads: int | None = None) -> Compaction
     runs = sorted({f.parent.name for f in run_files(wh)})
     models = sorted(current_model_ids(wh))
     path = wh.predictions_current_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
-    kv = f"{{{_lit(RUNS_KEY)}: {_lit(json.dumps(runs))}, {_lit(MODELS_KEY)}: {_lit(json.dumps(models))}}}"
-    try:
+    kv = f"{{{sql_literal(RUNS_KEY)}: {sql_literal(json.dumps(runs))}, {sql_literal(MODELS_KEY)}: {sql_literal(json.dumps(models))}}}"
+    with atomic_path(path) as tmp:
         con.execute(
-            f"COPY (SELECT * FROM latest_predictions ORDER BY target, product_id) TO {_lit(str(tmp))} "
+            f"COPY (SELECT * FROM latest_predictions ORDER BY target, product_id) TO {sql_literal(str(tmp))} "
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {kv})"
         )
         con.close()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
     rows = pq.ParquetFile(path).metadata.num_rows
     return CompactionSummary(rows, len(runs), len(delta), round(time.perf_counter() - t0, 3))

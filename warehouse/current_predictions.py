@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from warehouse import schemas
+from warehouse.schemas import sql_literal
 from warehouse.atomic import read_metadata, visible_parquet_files
 from warehouse.layout import Warehouse
 from warehouse.tables import read_models
@@ -34,14 +35,10 @@ class Snapshot:
     models: frozenset[str]  # model ids current when it was written
 
 
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _files_sql(files: list[Path]) -> str:
     if not files:
         return schemas.empty_select(schemas.PREDICTIONS)
-    return f"SELECT * FROM read_parquet([{', '.join(_lit(str(f)) for f in files)}])"
+    return f"SELECT * FROM read_parquet([{', '.join(sql_literal(str(f)) for f in files)}])"
 
 
 def run_files(wh: Warehouse) -> list[Path]:
@@ -76,7 +73,7 @@ def latest_predictions_sql(wh: Warehouse) -> str:
     """
     snap, delta = usable_snapshot(wh)
     if wh.deleted_products_path.exists():
-        deleted = f"SELECT product_id FROM read_parquet({_lit(str(wh.deleted_products_path))})"
+        deleted = f"SELECT product_id FROM read_parquet({sql_literal(str(wh.deleted_products_path))})"
         return f"SELECT * FROM ({_latest_sql(snap, delta)}) ANTI JOIN ({deleted}) USING (product_id)"
     return _latest_sql(snap, delta)
 
@@ -87,7 +84,7 @@ def _latest_sql(snap: Snapshot | None, delta: list[Path]) -> str:
     return (
         f"WITH delta AS (SELECT p.* FROM ({_files_sql(delta)}) p {CURRENT.format(a='p')} {NEWEST}) "
         "SELECT * FROM delta UNION ALL BY NAME "
-        f"SELECT c.* FROM read_parquet({_lit(str(snap.path))}) c {CURRENT.format(a='c')} "
+        f"SELECT c.* FROM read_parquet({sql_literal(str(snap.path))}) c {CURRENT.format(a='c')} "
         "ANTI JOIN delta USING (product_id, target)"
     )
 
@@ -96,12 +93,12 @@ def scored_sql(wh: Warehouse, model_id: str) -> str:
     """(product_id, content_hash) pairs that `model_id` has a prediction for, from snapshot + delta."""
     snap = read_snapshot(wh)
     files = run_files(wh)
-    where = f"WHERE model_id = {_lit(model_id)}"
+    where = f"WHERE model_id = {sql_literal(model_id)}"
     if snap is None or model_id not in snap.models:
         return f"SELECT DISTINCT product_id, content_hash FROM ({_files_sql(files)}) {where}"
     delta = [f for f in files if f.parent.name not in snap.runs]
     return (
-        f"SELECT product_id, content_hash FROM read_parquet({_lit(str(snap.path))}) {where} UNION "
+        f"SELECT product_id, content_hash FROM read_parquet({sql_literal(str(snap.path))}) {where} UNION "
         f"SELECT product_id, content_hash FROM ({_files_sql(delta)}) {where}"
     )
 

@@ -185,9 +185,7 @@ def apply_decisions(wh: Warehouse, products: pa.Table) -> tuple[pa.Table, dict[s
         "SELECT product_id, target, final_label FROM ("
         "  SELECT d.*, row_number() OVER (PARTITION BY d.product_id, d.target ORDER BY d.decided_at DESC, d.decision_id DESC) rn"
         "  FROM d JOIN p USING (product_id) WHERE d.decided_at >= p.updated_at) WHERE rn = 1"
-    ).arrow()
-    if hasattr(latest, "read_all"):
-        latest = latest.read_all()
+    ).to_arrow_table()
     counts: dict[str, int] = {}
     index = {pid: i for i, pid in enumerate(products["product_id"].to_pylist())}
     for target in set(latest["target"].to_pylist()):

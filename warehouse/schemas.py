@@ -162,6 +162,11 @@ def duckdb_type(t: pa.DataType) -> str:
     raise TypeError(f"no DuckDB type for {t}")
 
 
+def sql_literal(s: str) -> str:
+    """A DuckDB string literal (paths and ids spliced into view SQL)."""
+    return "'" + s.replace("'", "''") + "'"
+
+
 def empty_select(schema: pa.Schema) -> str:
     cols = ", ".join(f'CAST(NULL AS {duckdb_type(f.type)}) AS "{f.name}"' for f in schema)
     return f"SELECT {cols} WHERE false"

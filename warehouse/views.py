@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse import schemas
+from warehouse.schemas import sql_literal
 from warehouse.atomic import atomic_path, read_metadata, visible_parquet_files, write_parquet_atomic
 from warehouse.current_predictions import latest_predictions_sql
 from warehouse.layout import Warehouse
@@ -20,15 +21,11 @@ from warehouse.layout import Warehouse
 DEFAULT_RECLASS_THRESHOLD = 0.8
 
 
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _scan(directory, schema) -> str:
     files = visible_parquet_files(directory)
     if not files:
         return schemas.empty_select(schema)
-    listed = ", ".join(_lit(str(f)) for f in files)
+    listed = ", ".join(sql_literal(str(f)) for f in files)
     return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
 
 
@@ -61,7 +58,7 @@ def ensure_decisions_seed(wh: Warehouse) -> None:
 def _decisions_sql(wh: Warehouse) -> str:
     if not visible_parquet_files(wh.decisions_dir):
         return schemas.empty_select(schemas.LABEL_DECISIONS)
-    return f"SELECT * FROM read_parquet({_lit(str(wh.decisions_dir / DECISIONS_GLOB))}, union_by_name = true)"
+    return f"SELECT * FROM read_parquet({sql_literal(str(wh.decisions_dir / DECISIONS_GLOB))}, union_by_name = true)"
 
 
 def _label_scores_sql(wh: Warehouse) -> str:
@@ -73,7 +70,7 @@ def _label_scores_sql(wh: Warehouse) -> str:
         files = [f for f in files if f.exists()]
     if not files:
         return schemas.empty_select(schemas.LABEL_SCORES)
-    listed = ", ".join(_lit(str(f)) for f in files)
+    listed = ", ".join(sql_literal(str(f)) for f in files)
     return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
 
 
@@ -84,7 +81,7 @@ def _labels_sql(wh: Warehouse) -> str:
         return ("SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS target, NULL::VARCHAR AS seller_label, "
                 "NULL::VARCHAR AS label, NULL::VARCHAR AS source WHERE false")
     seller = " UNION ALL ".join(
-        f"SELECT product_id, {_lit(c)} AS target, CAST(\"{c}\" AS VARCHAR) AS seller_label FROM products" for c in cols)
+        f"SELECT product_id, {sql_literal(c)} AS target, CAST(\"{c}\" AS VARCHAR) AS seller_label FROM products" for c in cols)
     return (
         f"WITH seller AS ({seller}), decided AS ("
         "  SELECT product_id, target, final_label FROM ("
@@ -106,7 +103,7 @@ def _reclass_sql(threshold: float) -> str:
     the current model's prediction at `threshold`. What a reviewer settled stays out: an accepted
     or relabelled (product, target), and a rejected suggestion, until the listing is edited.
     """
-    other = _lit(schemas.OTHER_LABEL)
+    other = sql_literal(schemas.OTHER_LABEL)
     return (
         "WITH oof AS ("
         "  SELECT ls.product_id, ls.target, l.label AS seller_label, ls.suggested_label,"
@@ -141,7 +138,7 @@ def _reclass_sql(threshold: float) -> str:
 def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD) -> list[str]:
     """CREATE VIEW statements for the warehouse as it is on disk right now."""
     products = (
-        f"SELECT * FROM read_parquet({_lit(str(wh.products_path))})"
+        f"SELECT * FROM read_parquet({sql_literal(str(wh.products_path))})"
         if wh.products_path.exists()
         else schemas.empty_select(schemas.PRODUCT_FIXED)
     )
@@ -150,7 +147,7 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
         f"CREATE OR REPLACE VIEW rejects AS {_scan(wh.rejects_dir, schemas.REJECTS)}",
         "CREATE OR REPLACE VIEW deleted_products AS "
         + (
-            f"SELECT * FROM read_parquet({_lit(str(wh.deleted_products_path))})"
+            f"SELECT * FROM read_parquet({sql_literal(str(wh.deleted_products_path))})"
             if wh.deleted_products_path.exists()
             else schemas.empty_select(schemas.PRODUCT_FIXED.append(pa.field("deleted_at", schemas.TS)))
         ),
@@ -158,7 +155,7 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
         f"CREATE OR REPLACE VIEW predictions AS {_scan(wh.predictions_dir, schemas.PREDICTIONS)}",
         "CREATE OR REPLACE VIEW models AS "
         + (
-            f"SELECT * FROM read_parquet({_lit(str(wh.models_registry_path))})"
+            f"SELECT * FROM read_parquet({sql_literal(str(wh.models_registry_path))})"
             if wh.models_registry_path.exists()
             else schemas.empty_select(schemas.MODELS)
         ),
@@ -183,8 +180,8 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
             name = embedding_view_name(d.name)
             ddl.append(f"CREATE OR REPLACE VIEW {name} AS {_scan(d, schemas.EMBEDDINGS_FIXED)}")
             encoders.append(
-                f"SELECT {_lit(md.get('vitrine.encoder_id', d.name))} AS encoder_id, "
-                f"{int(md.get('vitrine.dim', 0))} AS dim, {_lit(name)} AS view_name, "
+                f"SELECT {sql_literal(md.get('vitrine.encoder_id', d.name))} AS encoder_id, "
+                f"{int(md.get('vitrine.dim', 0))} AS dim, {sql_literal(name)} AS view_name, "
                 f"(SELECT count(*) FROM {name}) AS vectors"
             )
     ddl.append(
