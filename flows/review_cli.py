@@ -12,7 +12,7 @@ import typer
 from flows.console import out, print_rows
 from warehouse import open_warehouse
 
-review_app = typer.Typer(help="Work through the reclassification queue: list, accept, reject, import.")
+review_app = typer.Typer(help="Work through the reclassification queue: list, accept, reject, import, or serve the review page.")
 
 
 def _wh(ctx: typer.Context):
@@ -85,3 +85,21 @@ def import_(ctx: typer.Context,
         out.print(f"  line {line}: {reason}")
     if summary.rejected > 20:
         out.print(f"  … {summary.rejected - 20} more: SELECT * FROM rejects WHERE source LIKE 'review-import:%'")
+
+
+@review_app.command()
+def serve(ctx: typer.Context,
+          host: Annotated[Optional[str], typer.Option(help="interface to bind (default review.host: 127.0.0.1, this machine only)")] = None,
+          port: Annotated[Optional[int], typer.Option(help="port (default review.port: 8765)")] = None,
+          by: By = None) -> None:
+    """The review page: cards in rank order, decided with one key; decisions land in label_decisions."""
+    import uvicorn
+
+    from flows.review_page.app import create_app
+
+    s = ctx.obj["settings"]
+    host, port = host or s.review.host, port or s.review.port
+    app = create_app(_wh(ctx), reviewer=by or s.review.reviewer, reclass_threshold=s.score.reclass_threshold,
+                     page_size=s.review.page_size)
+    out.print(f"review page on http://{host}:{port}/ (warehouse {s.warehouse.path}); Ctrl+C stops it")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -30,6 +30,15 @@ class RunnerSettings(Strict):
     retry_delay_s: float = Field(5.0, ge=0)
 
 
+class ReviewSettings(Strict):
+    """The review page (`vitrine review serve`)."""
+
+    reviewer: str | None = Field(None, description="name stored in decided_by; the page asks when unset")
+    host: str = Field("127.0.0.1", description="interface the page binds to (localhost only by default)")
+    port: int = Field(8765, ge=1, le=65535)
+    page_size: int = Field(50, ge=1, le=500, description="cards per page")
+
+
 def _default_encoders() -> dict[str, EncoderSpec]:
     return {
         "image": EncoderSpec(family="clip", model="ViT-B-32", pretrained="laion2b_s34b_b79k", input="image"),
@@ -48,6 +57,7 @@ class Settings(Strict):
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     @model_validator(mode="after")
     def _features_are_encoders(self) -> "Settings":

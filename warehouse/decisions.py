@@ -36,6 +36,10 @@ class DecisionError(VitrineError):
     """A decision that names an unknown product, target, label or decision value."""
 
 
+class NotInQueue(DecisionError):
+    """An accept or reject of a suggestion that is no longer open: decided already, or withdrawn."""
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -92,8 +96,10 @@ class _Context:
         return self.labels[target]
 
 
-def _context(wh: Warehouse, reclass_threshold: float | None) -> _Context:
-    con = connect(wh) if reclass_threshold is None else connect(wh, reclass_threshold)
+def _context(wh: Warehouse, reclass_threshold: float | None,
+             con: duckdb.DuckDBPyConnection | None = None) -> _Context:
+    if con is None:
+        con = connect(wh) if reclass_threshold is None else connect(wh, reclass_threshold)
     return _Context(con, label_columns(wh))
 
 
@@ -115,13 +121,13 @@ def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decisio
         decision = "relabel"
     if decision == "accept":
         if suggested is None:
-            raise DecisionError(f"product {product_id!r} has no open suggestion for {target!r} (not a candidate, "
-                                "or already decided): relabel it with --label LABEL instead")
+            raise NotInQueue(f"product {product_id!r} has no open suggestion for {target!r} (not a candidate, "
+                             "or already decided): relabel it with --label LABEL instead")
         final = suggested
     elif decision == "reject":
         if suggested is None:
-            raise DecisionError(f"product {product_id!r} has no open suggestion for {target!r} to reject "
-                                "(not a candidate, or already decided)")
+            raise NotInQueue(f"product {product_id!r} has no open suggestion for {target!r} to reject "
+                             "(not a candidate, or already decided)")
         final = current
     elif decision == "relabel":
         if not label:
@@ -136,15 +142,27 @@ def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decisio
 
 
 def decide(wh: Warehouse, product_id: str, target: str, decision: str, label: str | None = None,
-           decided_by: str | None = None, note: str | None = None, reclass_threshold: float | None = None) -> dict:
+           decided_by: str | None = None, note: str | None = None, reclass_threshold: float | None = None,
+           con: duckdb.DuckDBPyConnection | None = None) -> dict:
     """Record one reviewer decision; `accept` with a label other than the suggestion is a relabel.
 
     `reclass_threshold`: the one the reviewer's queue was listed with (`score.reclass_threshold`),
-    so a candidate shown is a candidate decided on.
+    so a candidate shown is a candidate decided on. `con`: the connection the queue was read
+    from (the review page's `QueueReader` cursor), instead of a fresh one.
     """
-    row = _resolve(wh, _context(wh, reclass_threshold), product_id, target, decision, label)
+    row = _resolve(wh, _context(wh, reclass_threshold, con), product_id, target, decision, label)
     row.update(decided_by=decided_by, note=note)
     return record_decisions(wh, [row]).to_pylist()[0]
+
+
+def decision_in_force(con: duckdb.DuckDBPyConnection, product_id: str, target: str) -> dict | None:
+    """The newest decision still in force on (product, target), or None: who settled it, and how."""
+    cur = con.execute(
+        "SELECT decision_id, decision, seller_label, suggested_label, final_label, decided_by, decided_at "
+        "FROM decisions_in_force WHERE product_id = ? AND target = ? "
+        "ORDER BY decided_at DESC, decision_id DESC LIMIT 1", [product_id, target])
+    row = cur.fetchone()
+    return dict(zip([d[0] for d in cur.description], row)) if row else None
 
 
 def effective_decisions(wh: Warehouse) -> pa.Table:

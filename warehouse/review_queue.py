@@ -1,12 +1,21 @@
 """The review queue: reclassification candidates filtered the way a reviewer narrows them.
 
 One function used by `vitrine review` and the review page, so both show the same cards.
+`QueueReader` keeps the decision-independent part of the queue (`reclassification_flagged`)
+in memory for a reader that asks many times, rebuilding it only when a file it reads changed.
 """
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
 import duckdb
+
+from warehouse.atomic import visible_parquet_files
+from warehouse.layout import Warehouse
+from warehouse.views import (DECISIONS_IN_FORCE_SQL, DEFAULT_RECLASS_THRESHOLD, connect, ensure_decisions_seed,
+                             reclass_sql)
 
 QUEUE_COLUMNS = ("rank", "product_id", "title", "target", "seller_label", "suggested_label", "confidence",
                  "label_quality", "source", "model_id")
@@ -49,3 +58,76 @@ def review_queue(con: duckdb.DuckDBPyConnection, flt: QueueFilter, limit: int | 
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     cur = con.execute(sql, params)
     return [d[0] for d in cur.description], cur.fetchall()
+
+
+def _stat(path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+class QueueReader:
+    """Connections whose `reclassification_flagged` is a table built once per warehouse state.
+
+    The flagged labels depend on products, models, label scores and predictions, which change
+    when a nightly run or a training job publishes; decisions change with every key press. So
+    the expensive part is materialized and kept while those files are unchanged (a stat of
+    each, checked on every `cursor()`): a new state is built on a new connection while the old
+    one keeps answering. The decisions in force are a small table too, re-read whenever a
+    decision file appears (files are only ever added, under new names), so every query sees
+    every decision written before it started, the other reviewers' included.
+    """
+
+    def __init__(self, wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD):
+        self.wh, self.reclass_threshold = wh, reclass_threshold
+        self._lock = threading.Lock()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._state: tuple | None = None
+        self._decisions: tuple | None = None
+        self.builds = 0  # how many times the flagged table was built (tests and benchmarks read it)
+
+    def state(self) -> tuple:
+        """What the flagged labels were computed from: every file they read, with mtime and size."""
+        wh = self.wh
+        files = [wh.products_path, wh.deleted_products_path, wh.predictions_current_path,
+                 *visible_parquet_files(wh.models_root), *visible_parquet_files(wh.predictions_dir)]
+        return tuple(_stat(f) for f in files)
+
+    def decisions_state(self) -> tuple:
+        try:
+            return tuple(sorted(n for n in os.listdir(self.wh.decisions_dir) if not n.startswith(".")))
+        except OSError:
+            return ()
+
+    def _build(self) -> duckdb.DuckDBPyConnection:
+        ensure_decisions_seed(self.wh)  # so label_decisions is the glob that sees decisions made later
+        con = connect(self.wh, self.reclass_threshold)
+        con.execute("CREATE TABLE flagged_snapshot AS SELECT * FROM reclassification_flagged ORDER BY rank")
+        con.execute("CREATE OR REPLACE VIEW reclassification_flagged AS SELECT * FROM flagged_snapshot")
+        # decisions in force join products on every query: read the file once, not per query
+        con.execute("CREATE TABLE products_snapshot AS SELECT * FROM products")
+        con.execute("CREATE OR REPLACE VIEW products AS SELECT * FROM products_snapshot")
+        con.execute(f"CREATE TABLE decisions_snapshot AS {DECISIONS_IN_FORCE_SQL}")
+        con.execute("CREATE OR REPLACE VIEW decisions_in_force AS SELECT * FROM decisions_snapshot")
+        # every query here orders by itself (review_queue does): a top-n, not a sort of the whole queue
+        con.execute(f"CREATE OR REPLACE VIEW reclassification_candidates AS {reclass_sql(ordered=False)}")
+        self.builds += 1
+        return con
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The connection for the warehouse as it is now (shared: take a `cursor()` per thread)."""
+        state = self.state()
+        with self._lock:
+            if self._con is None or state != self._state:
+                self._con, self._state, self._decisions = self._build(), state, None
+            decisions = self.decisions_state()
+            if decisions != self._decisions:
+                self._con.execute(f"CREATE OR REPLACE TABLE decisions_snapshot AS {DECISIONS_IN_FORCE_SQL}")
+                self._decisions = decisions
+            return self._con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for one request: DuckDB connections are not shared across threads."""
+        return self.connection().cursor()

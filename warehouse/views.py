@@ -34,6 +34,9 @@ def embedding_view_name(encoder_dir_name: str) -> str:
 
 
 DECISIONS_GLOB = "d-*.parquet"
+# a decision stays in force while the listing has not been edited since
+DECISIONS_IN_FORCE_SQL = ("SELECT e.* FROM effective_decisions e JOIN products p USING (product_id) "
+                          "WHERE e.decided_at >= p.updated_at")
 DECISIONS_SEED = "d-0-seed.parquet"
 
 
@@ -74,64 +77,92 @@ def _label_scores_sql(wh: Warehouse) -> str:
     return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
 
 
-def _labels_sql(wh: Warehouse) -> str:
-    """Per (product, target): the seller's label, or a reviewer's final label made since the last edit."""
+def _seller_labels_sql(wh: Warehouse) -> str:
+    """Per (product, target): the label the seller set, one row per label column that has one."""
     cols = label_columns(wh)
     if not cols:
-        return ("SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS target, NULL::VARCHAR AS seller_label, "
-                "NULL::VARCHAR AS label, NULL::VARCHAR AS source WHERE false")
-    seller = " UNION ALL ".join(
+        return "SELECT NULL::VARCHAR AS product_id, NULL::VARCHAR AS target, NULL::VARCHAR AS seller_label WHERE false"
+    return " UNION ALL ".join(
         f"SELECT product_id, {sql_literal(c)} AS target, CAST(\"{c}\" AS VARCHAR) AS seller_label FROM products" for c in cols)
+
+
+def _labels_sql() -> str:
+    """Per (product, target): the seller's label, or a reviewer's final label made since the last edit."""
     return (
-        f"WITH seller AS ({seller}), decided AS ("
+        "WITH decided AS ("
         "  SELECT product_id, target, final_label FROM ("
         "    SELECT e.*, row_number() OVER (PARTITION BY e.product_id, e.target ORDER BY e.decided_at DESC, e.decision_id DESC) AS rn"
         "    FROM decisions_in_force e) WHERE rn = 1) "
         "SELECT s.product_id, s.target, s.seller_label, coalesce(d.final_label, s.seller_label) AS label, "
         "CASE WHEN d.final_label IS NOT NULL AND d.final_label IS DISTINCT FROM s.seller_label "
         "THEN 'decision' ELSE 'seller' END AS source "
-        "FROM seller s LEFT JOIN decided d USING (product_id, target) "
+        "FROM seller_labels s LEFT JOIN decided d USING (product_id, target) "
         "WHERE coalesce(d.final_label, s.seller_label) IS NOT NULL"
     )
 
 
-def _reclass_sql(threshold: float) -> str:
-    """Labels in force that are likely wrong, with a suggestion, ranked most-likely-wrong first.
+# The order of the queue: most likely wrong first (lowest label quality), then most confident.
+QUEUE_ORDER = "label_quality, confidence DESC, product_id, target"
+
+
+def _flagged_sql(threshold: float) -> str:
+    """Seller labels that are likely wrong, with a suggestion: the queue before reviewers' decisions.
 
     A label the registered model was trained on is judged by its out-of-fold score (confident
     learning flagged it); a product new or changed since training, or whose label changed, by
-    the current model's prediction at `threshold`. What a reviewer settled stays out: an accepted
-    or relabelled (product, target), and a rejected suggestion, until the listing is edited.
+    the current model's prediction at `threshold`. It reads no decision, so a reader that serves
+    the queue often (the review page) can keep it while only decisions change: a (product,
+    target) whose label in force is not the seller's is settled by an accept or relabel in force,
+    which `reclassification_candidates` leaves out anyway, so judging the seller's label here
+    gives the same queue as judging the label in force. `rank` is the position in this queue:
+    it stays put while reviewers work (a decided card leaves a gap), and is renumbered when a
+    model, a scoring run or the catalog changes what is flagged.
     """
     other = sql_literal(schemas.OTHER_LABEL)
     return (
         "WITH oof AS ("
-        "  SELECT ls.product_id, ls.target, l.label AS seller_label, ls.suggested_label,"
+        "  SELECT ls.product_id, ls.target, l.seller_label, ls.suggested_label,"
         "    ls.suggested_probability AS confidence, ls.top_k, ls.model_id, NULL::VARCHAR AS run_id,"
         "    ls.label_quality, ls.is_issue, 'out_of_fold' AS source"
-        "  FROM label_scores ls JOIN products p USING (product_id) JOIN labels l USING (product_id, target)"
-        "  WHERE ls.content_hash = p.content_hash AND ls.given_label = l.label),"
+        "  FROM label_scores ls JOIN products p USING (product_id) JOIN seller_labels l USING (product_id, target)"
+        "  WHERE ls.content_hash = p.content_hash AND ls.given_label = l.seller_label),"
         " cur AS ("
-        "  SELECT l.product_id, l.target, l.label AS seller_label, lp.label AS suggested_label, lp.confidence,"
+        "  SELECT l.product_id, l.target, l.seller_label, lp.label AS suggested_label, lp.confidence,"
         "    lp.top_k, lp.model_id, lp.run_id,"
-        "    coalesce(list_max(list_transform(list_filter(lp.top_k, lambda x: x.label = l.label), lambda x: x.probability)), 0.0)"
+        "    coalesce(list_max(list_transform(list_filter(lp.top_k, lambda x: x.label = l.seller_label), lambda x: x.probability)), 0.0)"
         "      AS label_quality, true AS is_issue, 'current_model' AS source"
-        "  FROM labels l JOIN latest_predictions lp USING (product_id, target)"
+        "  FROM seller_labels l JOIN latest_predictions lp USING (product_id, target)"
         f"  WHERE lp.confidence >= {float(threshold)!r}"
         "    AND NOT EXISTS (SELECT 1 FROM oof WHERE oof.product_id = l.product_id AND oof.target = l.target)),"
-        " settled AS (SELECT DISTINCT product_id, target FROM decisions_in_force WHERE decision IN ('accept', 'relabel')),"
-        " rejected AS (SELECT DISTINCT product_id, target, suggested_label FROM decisions_in_force WHERE decision = 'reject'),"
         " flagged AS (SELECT * FROM oof UNION ALL SELECT * FROM cur)"
         " SELECT f.product_id, p.title, f.target, f.seller_label, f.suggested_label, f.confidence, f.top_k,"
         "   f.model_id, f.run_id, f.label_quality,"
-        "   row_number() OVER (ORDER BY f.label_quality, f.confidence DESC, f.product_id, f.target) AS rank, f.source"
+        f"   row_number() OVER (ORDER BY {QUEUE_ORDER}) AS rank, f.source"
         " FROM flagged f JOIN products p USING (product_id)"
-        f" WHERE f.is_issue AND f.suggested_label IS NOT NULL AND f.suggested_label <> f.seller_label"
-        f"   AND f.suggested_label <> {other}"
-        "   AND NOT EXISTS (SELECT 1 FROM settled s WHERE s.product_id = f.product_id AND s.target = f.target)"
-        "   AND NOT EXISTS (SELECT 1 FROM rejected r WHERE r.product_id = f.product_id AND r.target = f.target"
-        "                   AND r.suggested_label = f.suggested_label)"
+        " WHERE f.is_issue AND f.seller_label IS NOT NULL AND f.suggested_label IS NOT NULL"
+        f"   AND f.suggested_label <> f.seller_label AND f.suggested_label <> {other}"
         " ORDER BY rank"
+    )
+
+
+def reclass_sql(ordered: bool = True) -> str:
+    """The flagged labels a reviewer has not settled, most-likely-wrong first (by their `rank`).
+
+    What a reviewer settled stays out: an accepted or relabelled (product, target), and a
+    rejected suggestion, until the listing is edited. `ordered=False` leaves the ORDER BY to the
+    query, so that `ORDER BY rank LIMIT n` over the view is a top-n rather than a full sort.
+    """
+    return (
+        "WITH settled AS (SELECT DISTINCT product_id, target FROM decisions_in_force WHERE decision IN ('accept', 'relabel')),"
+        " rejected AS (SELECT DISTINCT product_id, target, suggested_label FROM decisions_in_force WHERE decision = 'reject')"
+        " SELECT f.product_id, f.title, f.target, f.seller_label, f.suggested_label, f.confidence, f.top_k,"
+        "   f.model_id, f.run_id, f.label_quality, f.rank, f.source"
+        # anti joins on the (small) decided sets: a hash probe per flagged row, no correlated subquery
+        " FROM reclassification_flagged f"
+        " ANTI JOIN settled s ON s.product_id = f.product_id AND s.target = f.target"
+        " ANTI JOIN rejected r ON r.product_id = f.product_id AND r.target = f.target"
+        "   AND r.suggested_label = f.suggested_label"
+        + (" ORDER BY rank" if ordered else "")
     )
 
 
@@ -164,11 +195,12 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
         "CREATE OR REPLACE VIEW effective_decisions AS SELECT * EXCLUDE (undoes) FROM label_decisions "
         "WHERE decision <> 'undo' AND decision_id NOT IN "
         "(SELECT undoes FROM label_decisions WHERE decision = 'undo' AND undoes IS NOT NULL)",
-        "CREATE OR REPLACE VIEW decisions_in_force AS SELECT e.* FROM effective_decisions e "
-        "JOIN products p USING (product_id) WHERE e.decided_at >= p.updated_at",
-        f"CREATE OR REPLACE VIEW labels AS {_labels_sql(wh)}",
+        f"CREATE OR REPLACE VIEW decisions_in_force AS {DECISIONS_IN_FORCE_SQL}",
+        f"CREATE OR REPLACE VIEW seller_labels AS {_seller_labels_sql(wh)}",
+        f"CREATE OR REPLACE VIEW labels AS {_labels_sql()}",
         f"CREATE OR REPLACE VIEW label_scores AS {_label_scores_sql(wh)}",
-        f"CREATE OR REPLACE VIEW reclassification_candidates AS {_reclass_sql(reclass_threshold)}",
+        f"CREATE OR REPLACE VIEW reclassification_flagged AS {_flagged_sql(reclass_threshold)}",
+        f"CREATE OR REPLACE VIEW reclassification_candidates AS {reclass_sql()}",
     ]
     encoders = []
     if wh.embeddings_root.exists():
