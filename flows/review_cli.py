@@ -26,6 +26,8 @@ def queue(
     seller_label: Annotated[Optional[str], typer.Option(help="only listings with this label in force")] = None,
     suggested_label: Annotated[Optional[str], typer.Option(help="only this suggestion")] = None,
     min_confidence: Annotated[Optional[float], typer.Option(help="only suggestions at least this confident")] = None,
+    max_confidence: Annotated[Optional[float], typer.Option(help="only suggestions at most this confident")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="only titles containing this (any case)")] = None,
     limit: Annotated[int, typer.Option(help="at most this many rows (0 = all)")] = 50,
     format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
@@ -37,7 +39,7 @@ def queue(
 
     s = ctx.obj["settings"]
     con = connect(_wh(ctx), s.score.reclass_threshold)
-    flt = QueueFilter(target, seller_label, suggested_label, min_confidence)
+    flt = QueueFilter(target, seller_label, suggested_label, min_confidence, max_confidence, text)
     cols, rows = review_queue(con, flt, limit or None)
     print_rows(cols, rows, format)
 

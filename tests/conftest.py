@@ -49,3 +49,13 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture(scope="session")
+def reclass_trained(tmp_path_factory):
+    """The shop with planted wrong labels, trained out of fold and scored once per session."""
+    from reclass_shop import build_shop
+
+    tmp = tmp_path_factory.mktemp("reclass")
+    s, src, model = build_shop(tmp)
+    return tmp, s, src, model

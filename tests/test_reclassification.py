@@ -7,69 +7,27 @@ never saw the product (out of fold) flags it.
 from __future__ import annotations
 
 import multiprocessing as mp
-import random
 import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from catalogs import TYPES, fashion_rows, write_fashion
+from catalogs import write_fashion
 from features.encode import encode
-from flows.settings import Settings
 from heads.score import score
 from heads.train import train
+from reclass_shop import N, PLANTED, shop_rows
 from warehouse import open_warehouse
 from warehouse.decisions import DecisionError, decide, import_decisions, undo_last
 from warehouse.ingest import ingest
 from warehouse.views import connect
 
-N = 240
-PLANTED = {str(1000 + i): None for i in random.Random(7).sample(range(N), 12)}  # 5% of the labels wrong
-
-
-def shop_rows(n: int = N) -> list[list[str]]:
-    rows = fashion_rows(n)
-    articles = [t[2] for t in TYPES]
-    for r in rows:
-        r[9] = f"sku{r[0]} {r[4].lower().replace(' ', '')} {r[5].lower()}"  # true type in the title
-        if r[0] in PLANTED:
-            wrong = articles[(articles.index(r[4]) + 1) % len(articles)]
-            PLANTED[r[0]] = r[4]
-            r[4] = wrong  # the seller picked the wrong type
-    return rows
-
-
-def settings(tmp, **train) -> Settings:
-    return Settings.model_validate({
-        "warehouse": {"path": str(tmp / "wh"), "lock_timeout_s": 0},
-        "encoders": {"title": {"family": "hashing", "model": "word:1-1:16384", "input": "title"}},
-        "encode": {"batch_size": 64, "num_workers": 0, "threads": 1},
-        "train": {"features": ["title"], "classification_targets": ["article_type", "gender"], "regression_targets": [],
-                  "heads": ["mlp"], "min_class_count": 2, "label_folds": 4,
-                  "mlp": {"max_epochs": 100, "patience": 100, "hidden": 64, "dropout": 0.0, "batch_size": 16,
-                          "ensemble": 1, "lr": 0.03, "weight_decay": 0.0}, **train},
-        "score": {"top_k": 3, "reclass_threshold": 0.5},
-    })
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reclass")
-    s = settings(tmp)
-    wh = open_warehouse(s.warehouse.path)
-    src = write_fashion(tmp / "cat", shop_rows())
-    ingest(wh, src, s.ingest)
-    encode(wh, s.encoders, s.encode, progress=False)
-    (model,) = train(wh, s, progress=False)
-    score(wh, s, "r1")
-    return tmp, s, src, model
-
 
 @pytest.fixture
-def shop(trained, tmp_path):
+def shop(reclass_trained, tmp_path):
     """A private copy of the trained warehouse, so each test's decisions are its own."""
-    tmp, s, src, model = trained
+    tmp, s, src, model = reclass_trained
     shutil.copytree(tmp / "wh", tmp_path / "wh")
     s = s.model_copy(update={"warehouse": s.warehouse.model_copy(update={"path": tmp_path / "wh"})})
     return s, open_warehouse(tmp_path / "wh"), src, model

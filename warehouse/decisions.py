@@ -40,6 +40,10 @@ class NotInQueue(DecisionError):
     """An accept or reject of a suggestion that is no longer open: decided already, or withdrawn."""
 
 
+class UnknownProduct(DecisionError):
+    """A decision about a product id the warehouse does not have."""
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -104,19 +108,22 @@ def _context(wh: Warehouse, reclass_threshold: float | None,
 
 
 def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decision: str,
-             label: str | None) -> dict:
+             label: str | None, seen: str | None = None) -> dict:
     """The row a decision writes, or DecisionError naming what is wrong."""
     if target not in ctx.targets:
         raise DecisionError(f"unknown target {target!r}: use one of {', '.join(ctx.targets) or 'none'}")
     prod = ctx.con.execute("SELECT content_hash FROM products WHERE product_id = ?", [product_id]).fetchone()
     if prod is None:
-        raise DecisionError(f"unknown product {product_id!r}: it is not in the warehouse's products")
+        raise UnknownProduct(f"unknown product {product_id!r}: it is not in the warehouse's products")
     in_force = ctx.con.execute("SELECT label FROM labels WHERE product_id = ? AND target = ?", [product_id, target]).fetchone()
     current = in_force[0] if in_force else None
     cand = ctx.con.execute(
         "SELECT suggested_label, model_id FROM reclassification_candidates WHERE product_id = ? AND target = ?",
         [product_id, target]).fetchone()
     suggested, model_id = cand if cand else (None, None)
+    if seen is not None and suggested is not None and seen != suggested and decision in ("accept", "reject"):
+        raise NotInQueue(f"the suggestion for {product_id!r} {target!r} is {suggested!r} now, not {seen!r}: "
+                         "look at it again")
     if decision == "accept" and label is not None and label != suggested:
         decision = "relabel"
     if decision == "accept":
@@ -143,14 +150,16 @@ def _resolve(wh: Warehouse, ctx: _Context, product_id: str, target: str, decisio
 
 def decide(wh: Warehouse, product_id: str, target: str, decision: str, label: str | None = None,
            decided_by: str | None = None, note: str | None = None, reclass_threshold: float | None = None,
-           con: duckdb.DuckDBPyConnection | None = None) -> dict:
+           con: duckdb.DuckDBPyConnection | None = None, seen_suggestion: str | None = None) -> dict:
     """Record one reviewer decision; `accept` with a label other than the suggestion is a relabel.
 
     `reclass_threshold`: the one the reviewer's queue was listed with (`score.reclass_threshold`),
     so a candidate shown is a candidate decided on. `con`: the connection the queue was read
-    from (the review page's `QueueReader` cursor), instead of a fresh one.
+    from (the review page's `QueueReader` cursor), instead of a fresh one. `seen_suggestion`:
+    the suggestion the reviewer was shown; if a new model changed it since, an accept or reject
+    is refused (NotInQueue) rather than applied to a suggestion nobody saw.
     """
-    row = _resolve(wh, _context(wh, reclass_threshold, con), product_id, target, decision, label)
+    row = _resolve(wh, _context(wh, reclass_threshold, con), product_id, target, decision, label, seen_suggestion)
     row.update(decided_by=decided_by, note=note)
     return record_decisions(wh, [row]).to_pylist()[0]
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from fnmatch import fnmatch
 
 import duckdb
 
+from warehouse import schemas
 from warehouse.atomic import visible_parquet_files
 from warehouse.layout import Warehouse
-from warehouse.views import (DECISIONS_IN_FORCE_SQL, DEFAULT_RECLASS_THRESHOLD, connect, ensure_decisions_seed,
-                             reclass_sql)
+from warehouse.schemas import sql_literal
+from warehouse.views import (DECISIONS_GLOB, DECISIONS_IN_FORCE_SQL, DEFAULT_RECLASS_THRESHOLD, connect,
+                             ensure_decisions_seed, reclass_sql)
 
 QUEUE_COLUMNS = ("rank", "product_id", "title", "target", "seller_label", "suggested_label", "confidence",
                  "label_quality", "source", "model_id")
@@ -75,9 +78,10 @@ class QueueReader:
     when a nightly run or a training job publishes; decisions change with every key press. So
     the expensive part is materialized and kept while those files are unchanged (a stat of
     each, checked on every `cursor()`): a new state is built on a new connection while the old
-    one keeps answering. The decisions in force are a small table too, re-read whenever a
-    decision file appears (files are only ever added, under new names), so every query sees
-    every decision written before it started, the other reviewers' included.
+    one keeps answering. Decisions are tables too: each decision file is read once, when it
+    first appears (files are only ever added, under new names), and the decisions in force are
+    recomputed from them; so every query sees every decision written before it started, the
+    other reviewers' included, without re-reading thousands of small files per request.
     """
 
     def __init__(self, wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD):
@@ -85,7 +89,7 @@ class QueueReader:
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._state: tuple | None = None
-        self._decisions: tuple | None = None
+        self._read: set[str] = set()  # decision files already in `decisions_read`
         self.builds = 0  # how many times the flagged table was built (tests and benchmarks read it)
 
     def state(self) -> tuple:
@@ -95,20 +99,24 @@ class QueueReader:
                  *visible_parquet_files(wh.models_root), *visible_parquet_files(wh.predictions_dir)]
         return tuple(_stat(f) for f in files)
 
-    def decisions_state(self) -> tuple:
+    def _decision_files(self) -> set[str]:
         try:
-            return tuple(sorted(n for n in os.listdir(self.wh.decisions_dir) if not n.startswith(".")))
+            return {n for n in os.listdir(self.wh.decisions_dir) if fnmatch(n, DECISIONS_GLOB)}
         except OSError:
-            return ()
+            return set()
 
     def _build(self) -> duckdb.DuckDBPyConnection:
-        ensure_decisions_seed(self.wh)  # so label_decisions is the glob that sees decisions made later
+        ensure_decisions_seed(self.wh)
         con = connect(self.wh, self.reclass_threshold)
         con.execute("CREATE TABLE flagged_snapshot AS SELECT * FROM reclassification_flagged ORDER BY rank")
         con.execute("CREATE OR REPLACE VIEW reclassification_flagged AS SELECT * FROM flagged_snapshot")
         # decisions in force join products on every query: read the file once, not per query
         con.execute("CREATE TABLE products_snapshot AS SELECT * FROM products")
         con.execute("CREATE OR REPLACE VIEW products AS SELECT * FROM products_snapshot")
+        # decision files are only ever added: read each once, appending the new ones as they appear
+        self._read = self._decision_files()
+        con.execute("CREATE TABLE decisions_read AS " + self._files_sql(sorted(self._read)))
+        con.execute("CREATE OR REPLACE VIEW label_decisions AS SELECT * FROM decisions_read")
         con.execute(f"CREATE TABLE decisions_snapshot AS {DECISIONS_IN_FORCE_SQL}")
         con.execute("CREATE OR REPLACE VIEW decisions_in_force AS SELECT * FROM decisions_snapshot")
         # every query here orders by itself (review_queue does): a top-n, not a sort of the whole queue
@@ -116,16 +124,23 @@ class QueueReader:
         self.builds += 1
         return con
 
+    def _files_sql(self, names: list[str]) -> str:
+        if not names:
+            return schemas.empty_select(schemas.LABEL_DECISIONS)
+        listed = ", ".join(sql_literal(str(self.wh.decisions_dir / n)) for n in names)
+        return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The connection for the warehouse as it is now (shared: take a `cursor()` per thread)."""
         state = self.state()
         with self._lock:
             if self._con is None or state != self._state:
-                self._con, self._state, self._decisions = self._build(), state, None
-            decisions = self.decisions_state()
-            if decisions != self._decisions:
+                self._con, self._state = self._build(), state
+            new = self._decision_files() - self._read
+            if new:
+                self._con.execute("INSERT INTO decisions_read BY NAME " + self._files_sql(sorted(new)))
                 self._con.execute(f"CREATE OR REPLACE TABLE decisions_snapshot AS {DECISIONS_IN_FORCE_SQL}")
-                self._decisions = decisions
+                self._read |= new
             return self._con
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

@@ -22,7 +22,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from warehouse.decisions import DecisionError, NotInQueue, decide, decision_in_force, known_labels, undo_last
+from warehouse.decisions import (DecisionError, NotInQueue, UnknownProduct, decide, decision_in_force, known_labels,
+                                 undo_last)
 from warehouse.layout import Warehouse
 from warehouse.review_queue import QUEUE_COLUMNS, QueueFilter, QueueReader, review_queue
 from warehouse.views import DEFAULT_RECLASS_THRESHOLD, label_columns
@@ -220,26 +221,41 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
     def decide_one(request: Request, product_id: str = Form(...), target: str = Form(...),
                    decision: str = Form(...), label: str | None = Form(None), suggested: str | None = Form(None),
                    decided_by: str | None = Form(None)) -> HTMLResponse:
+        """One decision; the answer removes the card (200), or shows who decided it first (409).
+
+        The counts are not recomputed here: the answer fires `decided`, on which the page
+        fetches `/counts`, so the card leaves as soon as the decision is written.
+        """
         name = who(decided_by)
         con = page.reader.cursor()
-        if target not in page.targets():
-            raise PageError(400, f"unknown target {target!r}: use one of {', '.join(page.targets()) or 'none'}")
-        card = page.card(con, product_id, target)
-        if card is None or (suggested and card["suggested_label"] != suggested):
-            if con.execute("SELECT 1 FROM products WHERE product_id = ?", [product_id]).fetchone() is None:
-                raise PageError(404, f"unknown product {product_id!r}: it is not in the warehouse's products")
-            return conflict(request, con, product_id, target, card)
+        if decision == "relabel" and page.card(con, product_id, target) is None:
+            decide_check(con, product_id, target)  # unknown product or target: 4xx
+            return conflict(request, con, product_id, target, None)
         try:
             row = decide(wh, product_id, target, decision, label=label or None, decided_by=name,
-                         reclass_threshold=page.reclass_threshold, con=con)
+                         reclass_threshold=page.reclass_threshold, con=con, seen_suggestion=suggested or None)
         except NotInQueue:
-            return conflict(request, con, product_id, target, None)
-        return render(request, "_decided.html", rows=[row], counts=page.counts(page.reader.cursor()), removed=[],
+            return conflict(request, con, product_id, target, page.card(con, product_id, target))
+        except UnknownProduct as e:
+            raise PageError(404, str(e)) from None
+        return render(request, "_decided.html", headers={"HX-Trigger": "decided"}, removed=[],
                       message=f"{row['decision']} {row['product_id']} {row['target']}: "
                               f"{row['seller_label']} → {row['final_label']}")
 
+    def decide_check(con, product_id: str, target: str) -> None:
+        if target not in page.targets():
+            raise PageError(400, f"unknown target {target!r}: use one of {', '.join(page.targets()) or 'none'}")
+        if con.execute("SELECT 1 FROM products WHERE product_id = ?", [product_id]).fetchone() is None:
+            raise PageError(404, f"unknown product {product_id!r}: it is not in the warehouse's products")
+
+    @app.get("/counts", response_class=HTMLResponse)
+    def counts(request: Request) -> HTMLResponse:
+        flt = page.queue_filter(dict(request.query_params))
+        return render(request, "_counts.html", counts=page.counts(page.reader.cursor(), flt))
+
     def conflict(request: Request, con, product_id: str, target: str, fresh: dict | None) -> HTMLResponse:
         """409: the card is no longer the one the reviewer saw (decided by someone, or re-suggested)."""
+        con = page.reader.cursor()  # decisions written since the request began
         d = decision_in_force(con, product_id, target)
         gone = {"product_id": product_id, "target": target, "id": card_id(product_id, target)}
         return render(request, "_card.html", 409, card=fresh or gone, decided=d if fresh is None else None,
@@ -253,7 +269,7 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
             raise PageError(400, "select cards first (x on a card, or its checkbox), then accept them together")
         con = page.reader.cursor()
         rows, removed, skipped = [], [], []
-        for value in pick:
+        for value in dict.fromkeys(pick):  # a card selected twice is decided once
             product_id, _, target = value.partition("\t")
             try:
                 rows.append(decide(wh, product_id, target, "accept", decided_by=name,
@@ -264,8 +280,7 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
         msg = f"accepted {len(rows)} suggestion{'s' if len(rows) != 1 else ''}"
         if skipped:
             msg += f"; {len(skipped)} already decided by another reviewer, left as they were"
-        return render(request, "_decided.html", rows=rows, counts=page.counts(page.reader.cursor()), removed=removed,
-                      message=msg,
+        return render(request, "_decided.html", headers={"HX-Trigger": "decided"}, removed=removed, message=msg,
                       skipped=[{"id": card_id(p, t), "product_id": p, "target": t, "decided": d} for p, t, d in skipped])
 
     @app.post("/undo", response_class=HTMLResponse)
@@ -274,10 +289,8 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
         row = undo_last(wh, name)
         if row is None:
             raise PageError(404, f"nothing to undo: {name} has no decision in force")
-        con = page.reader.cursor()
-        return render(request, "_decided.html", rows=[], counts=page.counts(con), removed=[],
-                      message=f"undone: {row['note']} on {row['product_id']} {row['target']}",
-                      headers={"HX-Trigger": "queue-changed"})
+        return render(request, "_decided.html", removed=[], headers={"HX-Trigger": "queue-changed"},
+                      message=f"undone: {row['note']} on {row['product_id']} {row['target']}")
 
     @app.get("/image/{product_id:path}")
     def image(request: Request, product_id: str) -> Response:
