@@ -228,6 +228,12 @@ def main() -> None:
         f"| one thumbnail (`GET /image/<id>`) | {thumb_ms:.0f} ms | |\n"
         f"| without the page's `QueueReader`: the first 50 rows of `reclassification_candidates` on a fresh `connect()` | {view_ms:.0f} ms | |\n"
         f"| without it: one `decide()` on a fresh connection (as `vitrine review accept` does) | {cli_decide_ms:.0f} ms | |\n"
+        "\nThe page reads through `warehouse.review_queue.QueueReader`: `reclassification_flagged` (the part of "
+        "the queue that does not depend on decisions) and the products are materialized once per warehouse "
+        "state, each decision file is read once when it appears, and the candidates view anti-joins the "
+        "decisions in force instead of running correlated subqueries. The last two rows are what every "
+        "request would cost without it (a fresh `connect()` per request). The first request after start "
+        "builds the reader's tables.\n"
     )
     print(body)
     if not args.no_write:

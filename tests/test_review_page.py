@@ -234,6 +234,24 @@ def test_photos_only_of_products_in_the_warehouse(shop, tmp_path):
     assert r.status_code == 404 and "changed since it was ingested" in r.text
 
 
+def test_the_similar_products_hook_lists_what_it_is_given(shop):
+    s, wh, _, _ = shop
+    thr = s.score.reclass_threshold
+
+    def same_seller_label(product_id: str, target: str) -> list[dict]:  # a stand-in until similar search exists
+        rows = connect(wh, thr).execute(
+            "SELECT product_id, title, seller_label FROM labels JOIN products USING (product_id) WHERE target = ? "
+            "AND seller_label = (SELECT seller_label FROM labels WHERE product_id = ? AND target = ?) "
+            "AND product_id <> ? ORDER BY product_id LIMIT 2", [target, product_id, target, product_id]).fetchall()
+        return [{"product_id": p, "title": t, "label": lab} for p, t, lab in rows]
+
+    text = TestClient(create_app(wh, reviewer="ana", reclass_threshold=thr, similar=same_seller_label)).get("/").text
+    first = queue(wh, thr)[0]
+    (near, _) = same_seller_label(first["product_id"], first["target"])
+    assert text.count('class="similar"') == len(queue(wh, thr)) and f'/image/{near["product_id"]}" loading' in text
+    assert 'class="similar"' not in TestClient(create_app(wh, reclass_threshold=thr)).get("/").text
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from threading import Lock
@@ -25,13 +26,20 @@ from fastapi.templating import Jinja2Templates
 from warehouse.decisions import (DecisionError, NotInQueue, UnknownProduct, decide, decision_in_force, known_labels,
                                  undo_last)
 from warehouse.layout import Warehouse
+from warehouse.schemas import OTHER_LABEL
 from warehouse.review_queue import QUEUE_COLUMNS, QueueFilter, QueueReader, review_queue
 from warehouse.views import DEFAULT_RECLASS_THRESHOLD, label_columns
 
 HERE = Path(__file__).resolve().parent
 CARD_COLUMNS = (*QUEUE_COLUMNS, "top_k")
+FILTER_KEYS = ("target", "seller_label", "suggested_label", "min_confidence", "max_confidence", "q")
 THUMB_PX = 160
 THUMB_CACHE = 512  # thumbnails kept in memory (a few KB each)
+
+# HOOK (optional): similar products on each card. vitrine has no similar-product search yet; when
+# it does, pass it to `create_app(similar=...)`: called with (product_id, target), it returns the
+# nearest products as dicts with product_id, title and label, which the card lists under the labels.
+SimilarFn = Callable[[str, str], list[dict]]
 
 
 def card_id(product_id: str, target: str) -> str:
@@ -88,8 +96,9 @@ def _float(name: str, value: str | None) -> float | None:
 class ReviewPage:
     """What the page keeps between requests: the queue reader, label lists and thumbnails."""
 
-    def __init__(self, wh: Warehouse, reviewer: str | None, reclass_threshold: float, page_size: int):
-        self.wh, self.reviewer, self.page_size = wh, reviewer, page_size
+    def __init__(self, wh: Warehouse, reviewer: str | None, reclass_threshold: float, page_size: int,
+                 similar: SimilarFn | None = None):
+        self.wh, self.reviewer, self.page_size, self.similar = wh, reviewer, page_size, similar
         self.reclass_threshold = reclass_threshold
         self.reader = QueueReader(wh, reclass_threshold)
         self._labels: dict[tuple, list[str]] = {}
@@ -117,12 +126,17 @@ class ReviewPage:
                           max_confidence=_float("max_confidence", p.get("max_confidence")), text=p.get("q") or None)
         return flt
 
+    def _card(self, c: dict) -> dict:
+        c["id"] = card_id(c["product_id"], c["target"])
+        # the catch-all class names no concrete label: not a label a reviewer can give
+        c["top_k"] = [a for a in (c["top_k"] or []) if a["label"] != OTHER_LABEL]
+        if self.similar is not None:
+            c["similar"] = self.similar(c["product_id"], c["target"])
+        return c
+
     def cards(self, con, flt: QueueFilter, offset: int) -> list[dict]:
         cols, rows = review_queue(con, flt, self.page_size, offset, columns=CARD_COLUMNS)
-        cards = [dict(zip(cols, r)) for r in rows]
-        for c in cards:
-            c["id"] = card_id(c["product_id"], c["target"])
-        return cards
+        return [self._card(dict(zip(cols, r))) for r in rows]
 
     def card(self, con, product_id: str, target: str) -> dict | None:
         cols = ", ".join(CARD_COLUMNS)
@@ -131,9 +145,7 @@ class ReviewPage:
         row = cur.fetchone()
         if row is None:
             return None
-        c = dict(zip([d[0] for d in cur.description], row))
-        c["id"] = card_id(product_id, target)
-        return c
+        return self._card(dict(zip([d[0] for d in cur.description], row)))
 
     def counts(self, con, flt: QueueFilter | None = None) -> dict:
         per_target = dict(con.execute(
@@ -169,9 +181,12 @@ class ReviewPage:
 
 
 def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD,
-               page_size: int = 50) -> FastAPI:
-    """The page's app for one warehouse; `reviewer` (config or --by) fills decided_by unless the page sets it."""
-    page = ReviewPage(wh, reviewer, reclass_threshold, page_size)
+               page_size: int = 50, similar: SimilarFn | None = None) -> FastAPI:
+    """The page's app for one warehouse; `reviewer` (config or --by) fills decided_by unless the page sets it.
+
+    `similar`: the optional similar-products hook (see SimilarFn); without it cards show none.
+    """
+    page = ReviewPage(wh, reviewer, reclass_threshold, page_size, similar)
     app = FastAPI(title="vitrine review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.page = page
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -203,7 +218,7 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
         flt = page.queue_filter(params)
         con = page.reader.cursor()
         cards = page.cards(con, flt, max(0, offset))
-        filters = {k: v for k, v in params.items() if k != "offset" and v}
+        filters = {k: params[k] for k in FILTER_KEYS if params.get(k)}
         more = None
         if len(cards) == page.page_size:
             more = "/?" + urlencode({**filters, "offset": max(0, offset) + page.page_size})
@@ -212,7 +227,7 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
         hx_target = request.headers.get("HX-Target")
         if hx_target == "more":
             return render(request, "_cards.html", **ctx)
-        counts = page.counts(con, flt)
+        counts = page.counts(con, flt if filters else None)
         if hx_target == "queue":
             return render(request, "_queue.html", counts=counts, oob=True, **ctx)
         return render(request, "page.html", counts=counts, targets=page.targets(), **ctx)
@@ -250,8 +265,9 @@ def create_app(wh: Warehouse, reviewer: str | None = None, reclass_threshold: fl
 
     @app.get("/counts", response_class=HTMLResponse)
     def counts(request: Request) -> HTMLResponse:
-        flt = page.queue_filter(dict(request.query_params))
-        return render(request, "_counts.html", counts=page.counts(page.reader.cursor(), flt))
+        filters = {k: request.query_params[k] for k in FILTER_KEYS if request.query_params.get(k)}
+        flt = page.queue_filter(filters)
+        return render(request, "_counts.html", counts=page.counts(page.reader.cursor(), flt if filters else None))
 
     def conflict(request: Request, con, product_id: str, target: str, fresh: dict | None) -> HTMLResponse:
         """409: the card is no longer the one the reviewer saw (decided by someone, or re-suggested)."""
