@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from features.settings import EncodeSettings, EncoderSpec
+from features.settings import EncodeSettings, EncoderSpec, SimilarSettings
 from heads.settings import ScoreSettings, TrainSettings
 from warehouse.errors import VitrineError
 from warehouse.settings import IngestSettings, Strict, WarehouseSettings
@@ -48,6 +48,7 @@ class Settings(Strict):
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    similar: SimilarSettings = Field(default_factory=SimilarSettings)
 
     @model_validator(mode="after")
     def _features_are_encoders(self) -> "Settings":
@@ -56,6 +57,14 @@ class Settings(Strict):
             raise ValueError(
                 f"train.features names {unknown}, which are not in encoders ({sorted(self.encoders)})"
             )
+        unknown = [n for n in self.similar.encoders if n not in self.encoders]
+        if unknown:
+            raise ValueError(f"similar.encoders names {unknown}, which are not in encoders ({sorted(self.encoders)})")
+        bad = [n for n, w in self.similar.encoders.items() if not w > 0]
+        if bad:
+            raise ValueError(f"similar.encoders: the weights of {bad} must be positive")
+        if not self.similar.encoders:
+            raise ValueError("similar.encoders must name at least one encoder")
         return self
 
 
@@ -75,14 +84,25 @@ def _format_errors(path: Path | None, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def similar_sql(settings: Settings):
+    """The config's encoder names, ids and similarity weights, for the warehouse file's SQL macros."""
+    from features.identity import encoder_id
+    from warehouse.similar_views import SimilarSQL
+
+    return SimilarSQL(
+        encoders={n: (encoder_id(spec), spec.input) for n, spec in settings.encoders.items()},
+        weights=dict(settings.similar.encoders),
+    )
+
+
 def write_session_for(settings: Settings, flow: str, parameters: dict):
-    """A warehouse write session with the config's lock timeout and reclassification threshold."""
+    """A warehouse write session with the config's lock timeout, reclassification threshold and macros."""
     from warehouse import open_warehouse
     from warehouse.session import write_session
 
     return write_session(
         open_warehouse(settings.warehouse.path), flow, parameters, settings.warehouse.lock_timeout_s,
-        reclass_threshold=settings.score.reclass_threshold,
+        reclass_threshold=settings.score.reclass_threshold, similar=similar_sql(settings),
     )
 
 
