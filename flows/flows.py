@@ -236,6 +236,10 @@ def summary_markdown(summary: dict) -> str:
         + ", ".join(f"{k}: {v['encoded']} encoded ({v['already_stored']} already stored)" for k, v in summary["encode"].items())
         + " |",
         f"| score | {summary['seconds']['score']} | {sc['scored']} products scored, {sc['rows_written']} prediction rows |",
+    ] + ([
+        f"| duplicates | {summary['seconds']['duplicates']} | {summary['duplicates']['compared']} new or changed products "
+        f"compared, {summary['duplicates']['pairs']} new pairs (`duplicate_pairs`) |",
+    ] if "duplicates" in summary else []) + [
         "",
         "## Top reclassification candidates",
         "",

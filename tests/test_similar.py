@@ -37,7 +37,8 @@ def shop_settings(tmp: Path, timm_ckpt: Path, **similar) -> Settings:
             "title": {"family": "hashing", "model": "word:1-1:1024", "input": "title"},
         },
         "encode": {"batch_size": 16, "num_workers": 0, "threads": 1, "chunk_rows": 32},
-        "train": {"features": ["image", "title"], "classification_targets": ["article_type"], "regression_targets": []},
+        "train": {"features": ["image", "title"], "classification_targets": ["article_type"], "regression_targets": [],
+                  "heads": ["mlp"], "min_class_count": 2, "label_folds": 0, "mlp": {"max_epochs": 3, "patience": 2, "hidden": 16}},
         "similar": {"encoders": {"image": 1.0, "title": 1.0},
                     "duplicates": {"image_threshold": 0.9, "title_threshold": 0.9}, **similar},
     })
@@ -278,3 +279,29 @@ def test_groups_write_product_groups_and_a_summary(shop, cli):
     con.close()
     p = cli("groups", "--k", "100", config=cfg, check=False)
     assert p.returncode == 2 and "fewer than k=100" in p.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_nightly_runs_the_index_and_duplicates_steps_when_the_config_asks(tmp_path, tiny_timm_ckpt):
+    from flows.flows import run_flow, summary_markdown
+
+    s = shop_settings(tmp_path, tiny_timm_ckpt, index={"mode": "on", "nlist": 2, "nprobe": 2})
+    s.similar.duplicates.nightly = True
+    s.runner.retries = 0
+    src = tmp_path / "cat"
+    rows = fashion_rows(N)
+    write_fashion(src, rows)
+    relist(src, "1003", "9001")
+    write_fashion(src, rows + [reworded(rows, "1003", "9001")])
+    run_flow("ingest", s, source=str(src))
+    run_flow("encode", s)
+    run_flow("train", s)
+    first = run_flow("nightly", s, source=str(src))
+    assert first["duplicates"]["compared"] == N + 1 and first["duplicates"]["pairs"] == 1
+    assert first["index"]["title"]["vectors"] == N + 1 and first["index"]["title"]["rebuilt"]
+    assert "| duplicates |" in summary_markdown(first)
+    second = run_flow("nightly", s, source=str(src))
+    assert second["duplicates"]["compared"] == 0 and second["index"]["title"]["written"] is False
+    off = shop_settings(tmp_path, tiny_timm_ckpt, index={"mode": "off"})
+    third = run_flow("nightly", off, source=str(src))
+    assert "duplicates" not in third and "index" not in third  # both off by default / by config
