@@ -306,23 +306,21 @@ def alter(src: Path, dst: Path, rnd: random.Random) -> str:
 
 
 def part_duplicates(wh_path: Path, planted: int = 300) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from features.duplicates import find_duplicates, pairs_above
     from features.encode import encode
     from features.similar import read_vector_set
-    from features.groups import group_matrix  # noqa: F401  (same vector reading path)
     from warehouse.layout import open_warehouse
     from warehouse.ingest import ingest
     from warehouse.tables import read_products
 
-    s0 = demo_settings(wh_path)
     work = Path(tempfile.mkdtemp(prefix="similar-dups-"))
     t0 = time.perf_counter()
     try:
         copy = work / "wh"
-        shutil.copytree(wh_path, copy, ignore=shutil.ignore_patterns("models", "predictions*", "_locks"))
+        # the products and the two encoders compared; not the models, predictions or hashed title vectors
+        shutil.copytree(wh_path, copy, ignore=shutil.ignore_patterns("models", "predictions*", "_locks", "hashing*"))
         s = demo_settings(copy)
         wh = open_warehouse(copy)
         products = read_products(wh)
@@ -382,14 +380,8 @@ def part_duplicates(wh_path: Path, planted: int = 300) -> None:
             per_kind.setdefault(k, [0, 0])
             per_kind[k][0] += hit
             per_kind[k][1] += 1
-        examples = [(x, truth.get(x) or truth.get(y), by_id.get(truth.get(x) or truth.get(y), {}).get("title"))
-                    for x, y in list(zip(a, b))[:0]]
-        del examples
-        sample = pa.Table.from_pylist([{"planted": n, "original": o} for n, o in list(truth.items())[:3]])
-        ex = []
         pt = dict(zip(prods["product_id"].to_pylist(), prods["title"].to_pylist()))
-        for r in sample.to_pylist():
-            ex.append(f"- `{pt[r['original']]}` → `{pt[r['planted']]}` ({kinds[r['planted']]})")
+        ex = [f"- `{pt[o]}` → `{pt[n]}` ({kinds[n]})" for n, o in list(truth.items())[:3]]
         body = (
             stamp(COMMAND.format(part="duplicates")) + "\n"
             + f"{planted} real Fashion products re-listed under new ids, photo re-compressed (JPEG quality 35–70), resized "

@@ -62,7 +62,10 @@ class IndexSettings(Strict):
     )
     auto_rows: int = Field(200_000, ge=1, description="vectors of an encoder from which `auto` uses the index")
     nlist: int | None = Field(None, ge=1, description="IVF cells (None: 4 * sqrt(vectors), at most vectors / 39)")
-    nprobe: int = Field(32, ge=1, description="cells a query scans; more is slower and finds more of the true neighbours")
+    nprobe: int = Field(
+        16, ge=1, description="cells a query scans; more is slower and finds more of the true neighbours (16: recall@10 "
+        "0.965 at a million vectors, BENCHMARKS.md)",
+    )
     candidates: int = Field(50, ge=1, description="neighbours fetched per encoder from the index, then re-ranked exactly")
     train_rows: int = Field(100_000, ge=1, description="vectors sampled to train the IVF cells")
     threads: int = Field(2, ge=1, description="faiss threads while building and updating")
