@@ -28,19 +28,24 @@ def _names(s, encoder: list[str] | None) -> list[str]:
 
 
 def describe(wh, s, product_ids: list[str]) -> dict[str, tuple[str | None, str]]:
-    """product id -> (title, the labels in force as 'target=label, ...')."""
+    """product id -> (title, its labels in force, values only, in the order of train.classification_targets)."""
     from warehouse.views import connect
 
     if not product_ids:
         return {}
     con = connect(wh, s.score.reclass_threshold)
     listed = ", ".join(sql_literal(p) for p in product_ids)
+    order = {t: i for i, t in enumerate(s.train.classification_targets)}
     rows = con.execute(
-        "SELECT p.product_id, p.title, string_agg(l.target || '=' || l.label, ', ' ORDER BY l.target) "
+        "SELECT p.product_id, p.title, list(struct_pack(target := l.target, label := l.label)) FILTER (WHERE l.target IS NOT NULL) "
         f"FROM products p LEFT JOIN labels l USING (product_id) WHERE p.product_id IN ({listed}) GROUP BY p.product_id, p.title"
     ).fetchall()
     con.close()
-    return {r[0]: (r[1], r[2] or "") for r in rows}
+    out = {}
+    for pid, title, labels in rows:
+        shown = sorted((x for x in labels or [] if x["target"] in order), key=lambda x: order[x["target"]])
+        out[pid] = (title, " / ".join(x["label"] for x in shown))
+    return out
 
 
 def similar(
@@ -53,7 +58,11 @@ def similar(
     where: Annotated[Optional[str], typer.Option("--where", help="SQL condition on products, applied before ranking")] = None,
     format: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
-    """Products nearest to a product, a photo or a text (weighted cosine over the stored vectors)."""
+    """Products nearest to a product, a photo or a text (weighted cosine over the stored vectors).
+
+    Columns: the combined similarity, each encoder's cosine (<name>_sim), the title, and the labels in
+    force of train.classification_targets, in that order.
+    """
     from features.search import search
 
     s = ctx.obj["settings"]
@@ -64,7 +73,7 @@ def similar(
         console.print(f"[yellow]{m}[/]")
     console.print(f"{result.mode} search over {', '.join(result.encoders)}")
     info = describe(wh, s, [h.product_id for h in result.hits])
-    cols = ["rank", "product_id", "similarity", *[f"{n}_similarity" for n in result.encoders], "title", "labels"]
+    cols = ["rank", "product_id", "similarity", *[f"{n}_sim" for n in result.encoders], "title", "labels"]
     rows = [
         (i + 1, h.product_id, round(h.similarity, 6), *[None if v is None else round(v, 6) for v in h.per_encoder.values()],
          *info.get(h.product_id, (None, "")))
