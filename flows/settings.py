@@ -57,6 +57,10 @@ class Settings(Strict):
             raise ValueError(
                 f"train.features names {unknown}, which are not in encoders ({sorted(self.encoders)})"
             )
+        if "encoders" not in self.similar.model_fields_set:
+            # the built-in default (image, title) fits configs that name those; others compare what they have
+            kept = {n: w for n, w in self.similar.encoders.items() if n in self.encoders}
+            self.similar.encoders = kept or {n: 1.0 for n in self.encoders}
         unknown = [n for n in self.similar.encoders if n not in self.encoders]
         if unknown:
             raise ValueError(f"similar.encoders names {unknown}, which are not in encoders ({sorted(self.encoders)})")

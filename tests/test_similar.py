@@ -305,3 +305,13 @@ def test_nightly_runs_the_index_and_duplicates_steps_when_the_config_asks(tmp_pa
     off = shop_settings(tmp_path, tiny_timm_ckpt, index={"mode": "off"})
     third = run_flow("nightly", off, source=str(src))
     assert "duplicates" not in third and "index" not in third  # both off by default / by config
+
+
+def test_similar_encoders_default_to_what_the_config_has_and_explicit_names_are_checked():
+    only_title = {"encoders": {"title": {"family": "hashing", "model": "word:1-1:64", "input": "title"}},
+                  "train": {"features": ["title"]}}
+    assert Settings.model_validate(only_title).similar.encoders == {"title": 1.0}
+    with pytest.raises(Exception, match=r"similar.encoders names \['image'\]"):
+        Settings.model_validate({**only_title, "similar": {"encoders": {"image": 1.0}}})
+    with pytest.raises(Exception, match="must be positive"):
+        Settings.model_validate({**only_title, "similar": {"encoders": {"title": 0}}})
