@@ -50,3 +50,45 @@ class EncodeSettings(Strict):
         "fp32 twins must reach this (and none fall below bf16_min_cosine), else auto falls back to fp32 and bf16 stops",
     )
     bf16_min_cosine: float = Field(0.99, gt=0, le=1, description="the lowest cosine of one vector to its fp32 twin")
+
+
+class IndexSettings(Strict):
+    """The approximate index of `vitrine similar` (faiss IVF-Flat); exact search needs none of it."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="on: search through the index (exact search, with a message, while it is stale or missing); "
+        "off: always exact; auto: through the index once an encoder has `auto_rows` vectors",
+    )
+    auto_rows: int = Field(200_000, ge=1, description="vectors of an encoder from which `auto` uses the index")
+    nlist: int | None = Field(None, ge=1, description="IVF cells (None: 4 * sqrt(vectors), at most vectors / 39)")
+    nprobe: int = Field(
+        16, ge=1, description="cells a query scans; more is slower and finds more of the true neighbours (16: recall@10 "
+        "0.965 at a million vectors, BENCHMARKS.md)",
+    )
+    candidates: int = Field(50, ge=1, description="neighbours fetched per encoder from the index, then re-ranked exactly")
+    train_rows: int = Field(100_000, ge=1, description="vectors sampled to train the IVF cells")
+    threads: int = Field(2, ge=1, description="faiss threads while building and updating")
+
+
+class DuplicateSettings(Strict):
+    """Near-duplicate listings: a pair is flagged when photo AND title are at least this similar."""
+
+    image_encoder: str = Field("image", description="encoder whose cosine compares photos")
+    title_encoder: str = Field("title", description="encoder whose cosine compares titles")
+    image_threshold: float = Field(0.9, ge=-1, le=1)
+    title_threshold: float = Field(0.8, ge=-1, le=1)
+    nightly: bool = Field(False, description="the nightly flow looks for duplicates among new and changed products")
+
+
+class SimilarSettings(Strict):
+    """`vitrine similar`, `vitrine duplicates`, `vitrine groups`: search over the stored vectors."""
+
+    encoders: dict[str, float] = Field(
+        default_factory=lambda: {"image": 1.0, "title": 1.0},
+        description="encoder name -> weight of its cosine similarity in the combined score (the default encoders)",
+    )
+    k: int = Field(5, ge=1, description="neighbours `vitrine similar` lists")
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
+    group_seed: int = Field(0, description="KMeans seed of `vitrine groups`")

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from warehouse import schemas
+from warehouse.schemas import HASH_COLUMN  # noqa: F401  (features import it from here)
 from warehouse.atomic import read_metadata, visible_parquet_files, write_parquet_atomic
 from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse

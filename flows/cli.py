@@ -99,7 +99,9 @@ def sql(
     s = _settings(ctx)
     if format not in FORMATS:
         raise VitrineError(f"unknown format {format!r}: use table, csv or json")
-    con = connect(open_warehouse(s.warehouse.path), s.score.reclass_threshold)
+    from flows.settings import similar_sql
+
+    con = connect(open_warehouse(s.warehouse.path), s.score.reclass_threshold, similar_sql(s))
     try:
         cur = con.execute(query)
     except duckdb.Error as e:
@@ -294,6 +296,10 @@ def demo(
 from flows.review_cli import review_app  # noqa: E402  (after app: the sub-app is registered on it)
 
 app.add_typer(review_app, name="review")
+
+from flows.similar_cli import register as register_similar  # noqa: E402
+
+register_similar(app)
 
 
 def main() -> None:

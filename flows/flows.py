@@ -76,6 +76,30 @@ def compact_task(settings: dict) -> dict:
     return compact_predictions(_open(s)).as_dict()
 
 
+@task(name="similar-index")
+def index_task(settings: dict) -> dict:
+    """Bring the approximate index up to date where the config uses one (mode on, or auto at auto_rows)."""
+    from features.search import wants_index
+    from features.vector_index import build_index
+    from warehouse.tables import read_products
+
+    s = resolve_settings(settings)
+    wh = _open(s)
+    names = list(s.similar.encoders)
+    if not wants_index(wh, s.encoders, s.similar, names):
+        return {"skipped": f"similar.index.mode {s.similar.index.mode}"}
+    products = read_products(wh, ["product_id", "image_sha256", "title_sha256"])
+    return {n: build_index(wh, n, s.encoders[n], s.similar.index, products).as_dict() for n in names}
+
+
+@task(name="duplicates")
+def duplicates_task(settings: dict, run_id: str) -> dict:
+    from features.duplicates import find_duplicates
+
+    s = resolve_settings(settings)
+    return find_duplicates(_open(s), s.encoders, s.similar.duplicates, run_id).as_dict()
+
+
 def _retrying(t, s: Settings):
     return t.with_options(retries=s.runner.retries, retry_delay_seconds=s.runner.retry_delay_s)
 
@@ -146,7 +170,11 @@ def score_flow(settings: dict | None = None, config: str | None = None, rescore_
 
 @flow(name="vitrine-nightly")
 def nightly(source: str | None = None, settings: dict | None = None, config: str | None = None) -> dict:
-    """Ingest the snapshot → encode what changed → score what has no prediction → summary."""
+    """Ingest the snapshot → encode what changed → score what has no prediction → summary.
+
+    Then, where the config asks: the similarity index brought up to date, near-duplicates among
+    the new and changed products.
+    """
     s = resolve_settings(settings, config)
     source = source or (str(s.schedule.source) if s.schedule.source else None)
     if source is None:
@@ -168,6 +196,14 @@ def nightly(source: str | None = None, settings: dict | None = None, config: str
             t = time.perf_counter()
             summary["compact"] = compact_task(sd)
             summary["seconds"]["compact"] = round(time.perf_counter() - t, 2)
+        if s.similar.index.mode != "off":
+            t = time.perf_counter()
+            summary["index"] = index_task(sd)
+            summary["seconds"]["index"] = round(time.perf_counter() - t, 2)
+        if s.similar.duplicates.nightly:
+            t = time.perf_counter()
+            summary["duplicates"] = duplicates_task(sd, run.run_id)
+            summary["seconds"]["duplicates"] = round(time.perf_counter() - t, 2)
         run.counts = summary
     summary["top_candidates"] = top_candidates(s)
     _publish(summary)
@@ -200,6 +236,10 @@ def summary_markdown(summary: dict) -> str:
         + ", ".join(f"{k}: {v['encoded']} encoded ({v['already_stored']} already stored)" for k, v in summary["encode"].items())
         + " |",
         f"| score | {summary['seconds']['score']} | {sc['scored']} products scored, {sc['rows_written']} prediction rows |",
+    ] + ([
+        f"| duplicates | {summary['seconds']['duplicates']} | {summary['duplicates']['compared']} new or changed products "
+        f"compared, {summary['duplicates']['pairs']} new pairs (`duplicate_pairs`) |",
+    ] if "duplicates" in summary else []) + [
         "",
         "## Top reclassification candidates",
         "",

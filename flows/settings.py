@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from features.settings import EncodeSettings, EncoderSpec
+from features.settings import EncodeSettings, EncoderSpec, SimilarSettings
 from heads.settings import ScoreSettings, TrainSettings
 from warehouse.errors import VitrineError
 from warehouse.settings import IngestSettings, Strict, WarehouseSettings
@@ -58,6 +58,7 @@ class Settings(Strict):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    similar: SimilarSettings = Field(default_factory=SimilarSettings)
 
     @model_validator(mode="after")
     def _features_are_encoders(self) -> "Settings":
@@ -66,6 +67,18 @@ class Settings(Strict):
             raise ValueError(
                 f"train.features names {unknown}, which are not in encoders ({sorted(self.encoders)})"
             )
+        if "encoders" not in self.similar.model_fields_set:
+            # the built-in default (image, title) fits configs that name those; others compare what they have
+            kept = {n: w for n, w in self.similar.encoders.items() if n in self.encoders}
+            self.similar.encoders = kept or {n: 1.0 for n in self.encoders}
+        unknown = [n for n in self.similar.encoders if n not in self.encoders]
+        if unknown:
+            raise ValueError(f"similar.encoders names {unknown}, which are not in encoders ({sorted(self.encoders)})")
+        bad = [n for n, w in self.similar.encoders.items() if not w > 0]
+        if bad:
+            raise ValueError(f"similar.encoders: the weights of {bad} must be positive")
+        if not self.similar.encoders:
+            raise ValueError("similar.encoders must name at least one encoder")
         return self
 
 
@@ -85,14 +98,25 @@ def _format_errors(path: Path | None, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def similar_sql(settings: Settings):
+    """The config's encoder names, ids and similarity weights, for the warehouse file's SQL macros."""
+    from features.identity import encoder_id
+    from warehouse.similar_views import SimilarSQL
+
+    return SimilarSQL(
+        encoders={n: (encoder_id(spec), spec.input) for n, spec in settings.encoders.items()},
+        weights=dict(settings.similar.encoders),
+    )
+
+
 def write_session_for(settings: Settings, flow: str, parameters: dict):
-    """A warehouse write session with the config's lock timeout and reclassification threshold."""
+    """A warehouse write session with the config's lock timeout, reclassification threshold and macros."""
     from warehouse import open_warehouse
     from warehouse.session import write_session
 
     return write_session(
         open_warehouse(settings.warehouse.path), flow, parameters, settings.warehouse.lock_timeout_s,
-        reclass_threshold=settings.score.reclass_threshold,
+        reclass_threshold=settings.score.reclass_threshold, similar=similar_sql(settings),
     )
 
 

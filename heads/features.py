@@ -15,11 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 from features.identity import encoder_id as make_encoder_id
-from features.store import EmbeddingStore
+from features.store import HASH_COLUMN, EmbeddingStore
 from warehouse.layout import Warehouse
 from warehouse.errors import VitrineError
-
-HASH_COLUMN = {"image": "image_sha256", "title": "title_sha256"}
 
 
 class FeatureMismatch(VitrineError, ValueError):

@@ -86,6 +86,29 @@ class Warehouse:
         """A model's out-of-fold label scores live with the model."""
         return self.model_dir(model_id) / "label_scores.parquet"
 
+    @property
+    def index_root(self) -> Path:
+        """Approximate-search indexes, one directory per encoder id (a cache: rebuilt from embeddings)."""
+        return self.root / "similar_index"
+
+    def index_dir(self, encoder_id: str) -> Path:
+        return self.index_root / safe_name(encoder_id)
+
+    @property
+    def duplicate_pairs_dir(self) -> Path:
+        """duplicate_pairs: one append-only file per `vitrine duplicates` run."""
+        return self.root / "duplicate_pairs"
+
+    @property
+    def duplicates_compared_dir(self) -> Path:
+        """Which (product, image hash, title hash) a duplicates run has compared, one file per run."""
+        return self.root / "duplicates_compared"
+
+    @property
+    def product_groups_dir(self) -> Path:
+        """product_groups: one file per `vitrine groups` run."""
+        return self.root / "product_groups"
+
     def table_dirs(self) -> list[Path]:
         return [
             self.products_path.parent,

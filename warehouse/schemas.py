@@ -122,6 +122,9 @@ LABEL_SCORES = pa.schema(
     ]
 )
 
+# The products column a stored vector's content_hash must equal for the vector to be current.
+HASH_COLUMN = {"image": "image_sha256", "title": "title_sha256"}
+
 EMBEDDINGS_FIXED = pa.schema(
     [("product_id", pa.string()), ("content_hash", pa.string()), ("encoded_at", TS)]
 )

@@ -13,6 +13,7 @@ from warehouse.layout import Warehouse
 from warehouse.locks import writer_lock
 from warehouse.runs import Run, tracked_run
 from warehouse.tables import remove_stale_staging
+from warehouse.similar_views import SimilarSQL
 from warehouse.views import DEFAULT_RECLASS_THRESHOLD, refresh_catalog
 
 
@@ -25,6 +26,7 @@ def write_session(
     run_id: str | None = None,
     reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD,
     lock: bool = True,
+    similar: SimilarSQL | None = None,
 ) -> Iterator[Run]:
     """Hold the writer lock (unless the caller already does) for one tracked run.
 
@@ -40,4 +42,4 @@ def write_session(
             with tracked_run(wh, flow, parameters, run_id) as run:
                 yield run
         finally:
-            refresh_catalog(wh, reclass_threshold)
+            refresh_catalog(wh, reclass_threshold, similar)

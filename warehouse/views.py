@@ -17,6 +17,7 @@ from warehouse.schemas import sql_literal
 from warehouse.atomic import atomic_path, read_metadata, visible_parquet_files, write_parquet_atomic
 from warehouse.current_predictions import latest_predictions_sql
 from warehouse.layout import Warehouse
+from warehouse.similar_views import SimilarSQL, similarity_ddl
 
 DEFAULT_RECLASS_THRESHOLD = 0.8
 
@@ -166,8 +167,8 @@ def reclass_sql(ordered: bool = True) -> str:
     )
 
 
-def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD) -> list[str]:
-    """CREATE VIEW statements for the warehouse as it is on disk right now."""
+def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD, similar: SimilarSQL | None = None) -> list[str]:
+    """CREATE VIEW statements for the warehouse as it is on disk right now (and the similarity macros)."""
     products = (
         f"SELECT * FROM read_parquet({sql_literal(str(wh.products_path))})"
         if wh.products_path.exists()
@@ -203,6 +204,7 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
         f"CREATE OR REPLACE VIEW reclassification_candidates AS {reclass_sql()}",
     ]
     encoders = []
+    views: dict[str, tuple[str, int]] = {}
     if wh.embeddings_root.exists():
         for d in sorted(p for p in wh.embeddings_root.iterdir() if p.is_dir()):
             files = visible_parquet_files(d)
@@ -211,6 +213,7 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
             md = read_metadata(files[0])
             name = embedding_view_name(d.name)
             ddl.append(f"CREATE OR REPLACE VIEW {name} AS {_scan(d, schemas.EMBEDDINGS_FIXED)}")
+            views[md.get("vitrine.encoder_id", d.name)] = (name, int(md.get("vitrine.dim", 0)))
             encoders.append(
                 f"SELECT {sql_literal(md.get('vitrine.encoder_id', d.name))} AS encoder_id, "
                 f"{int(md.get('vitrine.dim', 0))} AS dim, {sql_literal(name)} AS view_name, "
@@ -225,18 +228,23 @@ def view_ddl(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD
             "NULL::BIGINT AS vectors WHERE false"
         )
     )
+    ddl.extend(similarity_ddl(wh, views, similar, label_columns(wh)))
     return ddl
 
 
-def connect(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD) -> duckdb.DuckDBPyConnection:
+def connect(
+    wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD, similar: SimilarSQL | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with every warehouse view; never blocks, never blocks a writer."""
     con = duckdb.connect(":memory:")
-    for stmt in view_ddl(wh, reclass_threshold):
+    for stmt in view_ddl(wh, reclass_threshold, similar):
         con.execute(stmt)
     return con
 
 
-def refresh_catalog(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD) -> None:
+def refresh_catalog(
+    wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_THRESHOLD, similar: SimilarSQL | None = None
+) -> None:
     """Rebuild vitrine.duckdb with the current views; call while holding the writer lock.
 
     The file is built under a temporary name and renamed into place, never edited: a `duckdb`
@@ -248,7 +256,7 @@ def refresh_catalog(wh: Warehouse, reclass_threshold: float = DEFAULT_RECLASS_TH
     with atomic_path(wh.db_path) as tmp:
         con = duckdb.connect(str(tmp))
         try:
-            for stmt in view_ddl(wh, reclass_threshold):
+            for stmt in view_ddl(wh, reclass_threshold, similar):
                 con.execute(stmt)
             con.execute("CHECKPOINT")
         finally:
