@@ -84,6 +84,37 @@ def blocks_from_settings(settings, names: Sequence[str] | None = None) -> list[B
     return out
 
 
+def has_input(products: pa.Table, kind: str) -> np.ndarray:
+    """Which products have this input at all: a readable photo (image_status 'ok'), a title hash."""
+    import pyarrow.compute as pc
+
+    if kind == "image":
+        if "image_status" not in products.column_names:
+            return products[HASH_COLUMN["image"]].is_valid().to_numpy(zero_copy_only=False)
+        return pc.equal(products["image_status"], "ok").fill_null(False).to_numpy(zero_copy_only=False)
+    return products[HASH_COLUMN[kind]].is_valid().to_numpy(zero_copy_only=False)
+
+
+def blocks_with_inputs(wh: Warehouse, products: pa.Table, blocks: Sequence[Block]) -> tuple[list[Block], list[str]]:
+    """The blocks worth training on, and one message per block left out.
+
+    A block whose encoder stored nothing because no product has its input (a catalog without
+    photos, trained with a config that lists an image encoder) is left out with a message; one
+    whose products do have the input but whose store is empty is kept, so `read_features` still
+    says to run `vitrine encode`. If every block would be left out, training cannot go on.
+    """
+    kept, notes = [], []
+    for b in blocks:
+        if b.input in HASH_COLUMN and EmbeddingStore(wh, b.encoder_id).dim is None and not has_input(products, b.input).any():
+            notes.append(f"features {b.name}: left out, no product has an {b.input} input for encoder {b.encoder_id!r}")
+            continue
+        kept.append(b)
+    if not kept:
+        names = ", ".join(f"{b.name} ({b.input})" for b in blocks)
+        raise FeatureMismatch(f"no product has the input of any training feature: {names}")
+    return kept, notes
+
+
 def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True) -> Features:
     """Bulk-read every block's vectors for the products (columns product_id + *_sha256).
 

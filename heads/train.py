@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from heads import registry
 from heads.label_scores import cross_fit, label_scores
-from heads.features import blocks_from_settings, coverage, read_features
+from heads.features import blocks_from_settings, blocks_with_inputs, coverage, read_features
 from heads.metrics import classification_metrics, confusion_png, headline, regression_metrics
 from heads.predict import HEADS, save_spec
 from heads.report import render
@@ -104,7 +104,7 @@ def _heads(settings, head: str | None) -> list[str]:
 def train(
     wh: Warehouse,
     settings,
-    head: str | None = "mlp",
+    head: str | None = None,
     targets: list[str] | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -133,7 +133,10 @@ def train(
     take = np.flatnonzero(rows)
     products = products.take(pa.array(take))
     y = {k: v[take] for k, v in y.items()}
-    feats = read_features(wh, products, blocks_from_settings(settings))
+    blocks, notes = blocks_with_inputs(wh, products, blocks_from_settings(settings))
+    for msg in notes:
+        log(msg)
+    feats = read_features(wh, products, blocks)
     true_names = {s.name: label_strings(products[s.name]) for s in specs if s.kind == "classification"}
     cov = coverage(feats)
     for b in feats.blocks:
