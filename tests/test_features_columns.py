@@ -10,6 +10,7 @@ from features.encode import encode
 from features.encoders.columns import MISSING, parse_model, sources, vectors
 from flows.settings import Settings
 from heads.predict import load_model, predict_products
+from heads.score import score
 from heads.train import train
 from warehouse import open_warehouse
 from warehouse.ingest import ingest
@@ -82,3 +83,6 @@ def test_columns_encoded_once_versioned_per_product_and_never_the_target(tmp_pat
     encode(wh, s.encoders, s.encode, progress=False)
     pred = predict_products(wh, model, ["99999", "10001"])
     assert np.isfinite(pred["price"].value).all() and pred["price"].has_features.all()
+    # batch scoring reads the columns the model's inputs are made of
+    summary = score(wh, s, "r1")
+    assert summary.scored == 241 and summary.skipped_no_vectors == 0
