@@ -5,6 +5,12 @@ its labelled rows (NULL labels are left out of that target only). A product miss
 is kept: its block is zeros and its missing indicator is 1. One seeded, stratified split is
 shared by all targets and heads. With several heads, the one with the better validation score
 becomes the current model of the target set. The caller holds the warehouse writer lock.
+
+Every reported figure comes from the evaluation fit (train split, early-stopped on val, scored on
+test); the registered model is then refitted on every labelled row but val (`train.refit_all`), so
+the labels of the test split reach the model that scores the catalog too. With a regression
+target, a calibration split held out of the evaluation fit conformalises the price interval
+(heads.conformal); its widening is saved with the model.
 """
 from __future__ import annotations
 
