@@ -63,6 +63,16 @@ class EncodeReport:
         return d
 
 
+def product_columns(wh: Warehouse, specs: list[EncoderSpec]) -> list[str]:
+    """The products columns the encoders read: the fixed ones, and those a columns encoder names."""
+    from features.encoders import columns
+    from warehouse.tables import product_column_names
+
+    have = set(product_column_names(wh))
+    extra = [c for s in specs if s.input == "columns" for c in columns.parse_model(s.model).columns]
+    return [c for c in dict.fromkeys(PRODUCT_COLUMNS + extra) if c in have or c in PRODUCT_COLUMNS]
+
+
 def shard_of(product_ids: list[str], n: int) -> np.ndarray:
     """Stable shard number of each product id (blake2b, not Python's salted hash())."""
     return np.fromiter(
@@ -72,12 +82,19 @@ def shard_of(product_ids: list[str], n: int) -> np.ndarray:
     )
 
 
-def candidates(products: pa.Table, input_kind: str) -> tuple[pa.Table, int]:
+def candidates(products: pa.Table, input_kind: str, spec: EncoderSpec | None = None) -> tuple[pa.Table, int]:
     """(product_id, content_hash, source) of products that have this input; and how many lack it.
 
     Images: image_status 'ok' keyed by image_sha256; titles: non-null title keyed by title_sha256,
-    so a changed title re-encodes only title encoders.
+    so a changed title re-encodes only title encoders; columns: every product, keyed by a hash of
+    its values of the encoder's columns, so a changed column re-encodes only that product.
     """
+    if input_kind == "columns":
+        from features.encoders import columns
+
+        srcs = columns.sources(products, columns.parse_model(spec.model))
+        return pa.table({"product_id": products["product_id"], "content_hash": pa.array(columns.content_hashes(srcs)),
+                         "source": pa.array(srcs, pa.string())}), 0
     if input_kind == "image":
         has = pc.and_(pc.equal(products["image_status"], "ok"), pc.is_valid(products["image_path"]))
         src, key = "image_path", "image_sha256"
@@ -115,7 +132,7 @@ def encode_one(
     eid = make_encoder_id(spec)
     if shard is None:  # sharded runs write side by side; their caller cleans up before they start
         remove_stale_temporaries(wh.embeddings_dir(eid))
-    keys, no_input = candidates(products, spec.input)
+    keys, no_input = candidates(products, spec.input, spec)
     if shard is not None:
         i, n = shard
         if not 0 <= i < n:
@@ -213,6 +230,6 @@ def encode(
     unknown = [n for n in chosen if n not in encoders]
     if unknown:
         raise KeyError(f"no encoder named {unknown} in the config (known: {sorted(encoders)})")
-    products = read_products(wh, columns=PRODUCT_COLUMNS)
+    products = read_products(wh, columns=product_columns(wh, [encoders[n] for n in chosen]))
     with retained_heap():  # activations reused batch to batch, not page-faulted in again (features.allocator)
         return [encode_one(wh, n, encoders[n], settings, products, shard, progress) for n in chosen]

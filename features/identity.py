@@ -10,7 +10,7 @@ from pathlib import Path
 
 from features.settings import EncoderSpec
 
-DEFAULT_WEIGHTS = {"clip": "openai", "resnet": "DEFAULT", "bert": "hub", "timm": "hub", "hashing": "none"}
+DEFAULT_WEIGHTS = {"clip": "openai", "resnet": "DEFAULT", "bert": "hub", "timm": "hub", "hashing": "none", "colour": "none", "columns": "none"}
 
 
 def fingerprint(path: Path) -> str:

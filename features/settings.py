@@ -12,15 +12,18 @@ from warehouse.settings import Strict
 class EncoderSpec(Strict):
     """One named encoder of the config, e.g. `image` or `title`."""
 
-    family: Literal["clip", "resnet", "bert", "timm", "hashing"]
+    family: Literal["clip", "resnet", "bert", "timm", "hashing", "colour", "columns"]
     model: str = Field(
-        description="open_clip model name, torchvision resnet18/50, HF hub id or local dir, timm name, hashing `<analyzer>:<min>-<max>:<dim>`"
+        description="open_clip model name, torchvision resnet18/50, HF hub id or local dir, timm name, hashing `<analyzer>:<min>-<max>:<dim>`, "
+        "colour `hsv:<h>x<s>x<v>+<grey>`, columns `cat=<col,...>;num=<col,...>;dim=<slots>`"
     )
     pretrained: str | None = Field(
         None, description="open_clip pretrained tag, torchvision weights enum name; None = the family default"
     )
     checkpoint: Path | None = Field(None, description="local weights file or directory (fingerprinted)")
-    input: Literal["image", "title"]
+    input: Literal["image", "title", "columns"] = Field(
+        description="what is encoded: the photo, the title, or catalog columns (the columns family)"
+    )
     batch_size: int | None = Field(None, ge=1, description="overrides encode.batch_size")
 
 

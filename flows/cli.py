@@ -165,16 +165,16 @@ def encode(
 @app.command()
 def train(
     ctx: typer.Context,
-    head: Annotated[str, typer.Option(help="lightgbm | mlp | both")] = "mlp",
+    head: Annotated[Optional[str], typer.Option(help="lightgbm | mlp | both (default: the config's train.heads)")] = None,
     target: Annotated[Optional[list[str]], typer.Option("--target", help="train only these targets (repeatable)")] = None,
 ) -> None:
     """Train heads on the stored embeddings and register them (the better one becomes current)."""
     from heads.train import train as run_train
 
     s = _settings(ctx)
-    if head not in ("lightgbm", "mlp", "both"):
+    if head is not None and head not in ("lightgbm", "mlp", "both"):
         raise VitrineError(f"unknown head {head!r}: use lightgbm, mlp or both")
-    wh, sess = session(s, "train", {"head": head, "targets": target})
+    wh, sess = session(s, "train", {"head": head or list(s.train.heads), "targets": target})
     with sess as run:
         models = run_train(wh, s, head=head, targets=target or None, progress=True)
         run.counts = {"models": [m.model_id for m in models]}

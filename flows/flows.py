@@ -53,7 +53,7 @@ def encode_shard(settings: dict, shard: tuple[int, int]) -> list[dict]:
 
 
 @task(name="train")
-def train_task(settings: dict, head: str, targets: list[str] | None) -> list[dict]:
+def train_task(settings: dict, head: str | None, targets: list[str] | None) -> list[dict]:
     from heads.train import train
 
     s = resolve_settings(settings)
@@ -153,7 +153,7 @@ def encode_flow(settings: dict | None = None, config: str | None = None) -> dict
 
 
 @flow(name="vitrine-train")
-def train_flow(settings: dict | None = None, config: str | None = None, head: str = "mlp", targets: list[str] | None = None) -> dict:
+def train_flow(settings: dict | None = None, config: str | None = None, head: str | None = None, targets: list[str] | None = None) -> dict:
     s = resolve_settings(settings, config)
     with write_session_for(s, "train", {"head": head, "targets": targets}) as run:
         run.counts = {"models": train_task(s.model_dump(mode="json"), head, targets)}

@@ -51,7 +51,11 @@ def evaluate(wh: Warehouse, model_id: str, recompute: bool = False) -> str:
     text = path.read_text() if path.exists() else f"# Model `{model_id}`\n\n(no saved report)\n"
     if recompute:
         m = recompute_test_metrics(wh, model_id)
+        fits = load_model(wh, model_id).spec.get("fits") or {}
         lines = ["", "## Test metrics recomputed from the current warehouse", ""]
+        if fits and fits.get("registered", {}).get("same_as") != "evaluation":
+            lines += ["The registered model was refitted on these test rows too: the figures below are in-sample "
+                      "(a check of the stored vectors and labels, not of quality).", ""]
         for t, mm in m.items():
             lines.append(f"- {t}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in mm.items()))
         text = text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"

@@ -26,19 +26,78 @@ class FeatureMismatch(VitrineError, ValueError):
 
 @dataclass(frozen=True)
 class Block:
-    """One encoder's slot in the feature vector: its id, its input kind and its dimension."""
+    """One encoder's slot in the feature vector: its id, its input kind and its dimension.
+
+    `exclude`: columns of a columns encoder the heads do not see (they are targets of the model);
+    `dim` is then the width without them.
+    """
 
     name: str
     encoder_id: str
     input: str
     dim: int | None = None
+    exclude: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["exclude"] = list(self.exclude)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Block":
-        return cls(name=d["name"], encoder_id=d["encoder_id"], input=d["input"], dim=d.get("dim"))
+        return cls(name=d["name"], encoder_id=d["encoder_id"], input=d["input"], dim=d.get("dim"),
+                   exclude=tuple(d.get("exclude") or ()))
+
+    def layout(self):
+        """The column layout of a columns encoder (its model is the second part of the encoder id)."""
+        from features.encoders.columns import parse_model
+
+        return parse_model(self.encoder_id.split(":")[1])
+
+    def kept_slots(self) -> np.ndarray | None:
+        """Positions of the stored vector the heads see (None: all of them)."""
+        if not self.exclude:
+            return None
+        lay = self.layout()
+        drop = np.concatenate([lay.slots(c) for c in self.exclude])
+        return np.setdiff1d(np.arange(lay.width), drop)
+
+    def numeric_positions(self) -> np.ndarray:
+        """Positions, in what the heads see, of a columns encoder's numeric values (scaled one by one)."""
+        if self.input != "columns":
+            return np.zeros(0, dtype=np.int64)
+        num = self.layout().numeric_slots()
+        kept = self.kept_slots()
+        if kept is None:
+            return num
+        return np.flatnonzero(np.isin(kept, num))
+
+
+def without_targets(blocks: Sequence[Block], targets: Sequence[str]) -> tuple[list[Block], list[str]]:
+    """Columns blocks with the model's target columns left out: a column is never both input and target."""
+    out, notes = [], []
+    for b in blocks:
+        if b.input == "columns":
+            hit = tuple(c for c in b.layout().columns if c in set(targets))
+            if hit:
+                notes.append(f"features {b.name}: column(s) {', '.join(hit)} left out, they are targets of this model")
+                b = Block(b.name, b.encoder_id, b.input, b.dim, hit)
+        out.append(b)
+    return out, notes
+
+
+def input_hashes(products: pa.Table, block: Block) -> list[str | None]:
+    """Each product's content hash of the block's input: the one its stored vector is keyed by."""
+    if block.input == "columns":
+        from features.encoders import columns
+
+        return columns.content_hashes(columns.sources(products, block.layout()))
+    return products[HASH_COLUMN[block.input]].to_pylist()
+
+
+def product_columns(blocks: Sequence[Block]) -> list[str]:
+    """The catalog columns the blocks' inputs are made of (beyond product_id and the *_sha256 hashes)."""
+    return list(dict.fromkeys(c for b in blocks if b.input == "columns" for c in b.layout().columns))
 
 
 @dataclass
@@ -82,6 +141,37 @@ def blocks_from_settings(settings, names: Sequence[str] | None = None) -> list[B
     return out
 
 
+def has_input(products: pa.Table, kind: str) -> np.ndarray:
+    """Which products have this input at all: a readable photo (image_status 'ok'), a title hash."""
+    import pyarrow.compute as pc
+
+    if kind == "image":
+        if "image_status" not in products.column_names:
+            return products[HASH_COLUMN["image"]].is_valid().to_numpy(zero_copy_only=False)
+        return pc.equal(products["image_status"], "ok").fill_null(False).to_numpy(zero_copy_only=False)
+    return products[HASH_COLUMN[kind]].is_valid().to_numpy(zero_copy_only=False)
+
+
+def blocks_with_inputs(wh: Warehouse, products: pa.Table, blocks: Sequence[Block]) -> tuple[list[Block], list[str]]:
+    """The blocks worth training on, and one message per block left out.
+
+    A block whose encoder stored nothing because no product has its input (a catalog without
+    photos, trained with a config that lists an image encoder) is left out with a message; one
+    whose products do have the input but whose store is empty is kept, so `read_features` still
+    says to run `vitrine encode`. If every block would be left out, training cannot go on.
+    """
+    kept, notes = [], []
+    for b in blocks:
+        if b.input in HASH_COLUMN and EmbeddingStore(wh, b.encoder_id).dim is None and not has_input(products, b.input).any():
+            notes.append(f"features {b.name}: left out, no product has an {b.input} input for encoder {b.encoder_id!r}")
+            continue
+        kept.append(b)
+    if not kept:
+        names = ", ".join(f"{b.name} ({b.input})" for b in blocks)
+        raise FeatureMismatch(f"no product has the input of any training feature: {names}")
+    return kept, notes
+
+
 def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True) -> Features:
     """Bulk-read every block's vectors for the products (columns product_id + *_sha256).
 
@@ -92,9 +182,10 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
     found: dict[str, np.ndarray] = {}
     resolved: list[Block] = []
     for b in blocks:
-        if b.input not in HASH_COLUMN:
+        if b.input not in HASH_COLUMN and b.input != "columns":
             raise ValueError(f"encoder {b.encoder_id!r} has unknown input {b.input!r}")
         store = EmbeddingStore(wh, b.encoder_id)
+        kept = b.kept_slots()
         if store.dim is None:
             if b.dim is None:
                 if require_vectors:
@@ -106,14 +197,14 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
             found[b.encoder_id] = np.zeros(len(ids), dtype=bool)
             resolved.append(b)
             continue
-        if b.dim is not None and store.dim != b.dim:
+        seen = int(store.dim) if kept is None else len(kept)
+        if b.dim is not None and seen != b.dim:
             raise FeatureMismatch(
                 f"encoder {b.encoder_id!r} stores {store.dim}-d vectors but the model was trained on {b.dim}-d ones"
             )
-        hashes = products[HASH_COLUMN[b.input]].to_pylist()
-        m, f = store.read_matrix(ids, hashes)
-        mats[b.encoder_id], found[b.encoder_id] = m, f
-        resolved.append(Block(b.name, b.encoder_id, b.input, int(store.dim)))
+        m, f = store.read_matrix(ids, input_hashes(products, b))
+        mats[b.encoder_id], found[b.encoder_id] = (m if kept is None else m[:, kept]), f
+        resolved.append(Block(b.name, b.encoder_id, b.input, seen, b.exclude))
     return Features(ids, resolved, mats, found)
 
 

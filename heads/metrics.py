@@ -61,6 +61,28 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, true_names: Se
     return out
 
 
+def rare_class_recall(true_names: Sequence[str | None], predicted: Sequence[str], catalog_counts: dict[str, int],
+                      n: int = 20) -> list[dict]:
+    """Recall of the `n` classes with the fewest labelled rows in the catalog that the rows have.
+
+    Over true names, so a class merged into `__other__` is listed with the recall it really gets.
+    """
+    from sklearn.metrics import recall_score
+
+    pairs = [(t, p) for t, p in zip(true_names, predicted) if t is not None]
+    if not pairs or n <= 0:
+        return []
+    t, p = zip(*pairs)
+    present = sorted(set(t), key=lambda c: (catalog_counts.get(c, 0), c))[:n]
+    rec = recall_score(t, p, labels=present, average=None, zero_division=0)
+    test_n = {c: 0 for c in present}
+    for c in t:
+        if c in test_n:
+            test_n[c] += 1
+    return [{"class": c, "catalog_rows": int(catalog_counts.get(c, 0)), "test_rows": test_n[c], "recall": float(r)}
+            for c, r in zip(present, rec)]
+
+
 def regression_metrics(y_log: np.ndarray, pred_log: np.ndarray, lower_log: np.ndarray, upper_log: np.ndarray) -> dict:
     """Metrics of rows with a finite log target; predictions in log space, reported in both."""
     keep = np.isfinite(y_log)

@@ -6,7 +6,10 @@ target also gets a linear layer straight from the inputs (wide and deep). Classi
 use cross-entropy masked to rows with a label; a regression target (price) has three outputs on
 standardised log price: the mean (MSE) and the two interval quantiles (pinball loss), so the MLP
 gives price and an interval too. Early stopping keeps the weights of the best validation loss.
-Seeded: torch.manual_seed for the weights, a seeded generator for the batch order.
+With `mlp.logit_adjust` tau > 0 the cross-entropy is logit-adjusted (Menon et al., "Long-tail
+learning via logit adjustment", 2021): the net trains on logits + tau * log(prior of the class on
+the training rows) and predicts from the plain logits, which removes the prior's pull toward
+frequent classes (tau = 1: the balanced-error optimum). Seeded: torch.manual_seed for the weights, a seeded generator for the batch order.
 
 `mlp.ensemble` nets are trained with seeds seed, seed+1, ... and their probabilities (price
 outputs) averaged: a single net's accuracy depends on its seed, the mean of several depends on
@@ -75,18 +78,22 @@ STD_FLOOR = 1e-6  # stored std of inputs that are constant on the training rows
 SPARSE_ZEROS = 0.5  # a block with more zeros than this share is scaled as a whole
 
 
-def input_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def input_scale(x: np.ndarray, dense: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-input mean and std of one block on its training rows.
 
     Dense embeddings: each input's own std. Sparse blocks (hashed n-grams, mostly zeros): one
     std shared by the whole block, since dividing by each input's own std would blow a title
     word seen twice in training up to a huge value. Inputs constant on the training rows get
-    STD_FLOOR, which `_inverse_std` turns into a zero weight.
+    STD_FLOOR, which `_inverse_std` turns into a zero weight. `dense`: positions scaled by their own
+    std whatever the block (the numeric values of a columns block, beside its hashed one-hots).
     """
     mean = x.mean(axis=0).astype(np.float32)
     std = x.std(axis=0)
+    own = std.copy()
     if (x == 0).mean() > SPARSE_ZEROS:
         std = np.where(std > STD_FLOOR, np.sqrt((std**2).sum() / x.shape[1]), std)
+    if dense is not None and len(dense):
+        std[dense] = own[dense]
     return mean, np.maximum(std, STD_FLOOR).astype(np.float32)
 
 
@@ -103,6 +110,7 @@ class MLPHead:
         self.y_sd: dict[str, float] = {}
         self.nets: list[FusionNet] = []
         self.epochs_run: list[int] = []
+        self.log_prior: dict[str, np.ndarray] = {}  # per classification target, on the training rows
 
     def _outputs(self) -> dict[str, int]:
         return {s.name: (len(s.classes) if s.kind == "classification" else 3) for s in self.specs}
@@ -134,12 +142,16 @@ class MLPHead:
     def _loss(self, out: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> torch.Tensor:
         total = torch.zeros(())
         lo, hi = self.settings.mlp.quantiles
+        tau = self.settings.mlp.logit_adjust
         for s in self.specs:
             y = ys[s.name]
             if s.kind == "classification":
                 keep = y >= 0
                 if keep.any():
-                    total = total + nn.functional.cross_entropy(out[s.name][keep], y[keep])
+                    logits = out[s.name][keep]
+                    if tau > 0:
+                        logits = logits + tau * torch.from_numpy(self.log_prior[s.name])
+                    total = total + nn.functional.cross_entropy(logits, y[keep])
             else:
                 keep = torch.isfinite(y)
                 if keep.any():
@@ -160,11 +172,16 @@ class MLPHead:
     def fit(self, feats: Features, y: dict[str, np.ndarray], train: np.ndarray, val: np.ndarray, log=print) -> "MLPHead":
         ms = self.settings.mlp
         self.block_order = [b.encoder_id for b in feats.blocks]
-        for eid in self.block_order:
+        for b in feats.blocks:
+            eid = b.encoder_id
             m, f = feats.matrices[eid][train], feats.found[eid][train]
             x = m[f] if f.any() else np.zeros((1, m.shape[1]), dtype=np.float32)
-            self.mean[eid], self.std[eid] = input_scale(x)
+            self.mean[eid], self.std[eid] = input_scale(x, b.numeric_positions())
         for s in self.specs:
+            if s.kind == "classification":
+                v = y[s.name][train]
+                counts = np.bincount(v[v >= 0], minlength=len(s.classes)).astype(np.float64) + 1.0
+                self.log_prior[s.name] = np.log(counts / counts.sum()).astype(np.float32)
             if s.kind == "regression":
                 v = y[s.name][train]
                 v = v[np.isfinite(v)]

@@ -15,13 +15,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from heads.features import Block, Features, check_features, read_features
+from heads.conformal import apply_calibration
+from heads.features import Block, Features, check_features, product_columns, read_features
 from heads.lightgbm_head import LightGBMHead
 from heads.mlp_head import MLPHead
 from heads.settings import TrainSettings
 from heads.targets import TargetSpec
 from warehouse.layout import Warehouse
-from warehouse.tables import read_products
+from warehouse.tables import product_column_names, read_products
 
 SPEC_FILE = "model.json"
 HEADS = {"lightgbm": LightGBMHead, "mlp": MLPHead}
@@ -67,7 +68,7 @@ class LoadedModel:
     def predict_features(self, features: Features) -> dict[str, np.ndarray]:
         """Raw outputs: probabilities (n, C), or log [value, lower, upper] (n, 3)."""
         self.check_features(features)
-        return self.impl.predict(features)
+        return apply_calibration(self.impl.predict(features), self.spec.get("calibration") or {})
 
 
 def save_spec(directory: Path, spec: dict) -> None:
@@ -109,8 +110,9 @@ def to_predictions(model: LoadedModel, raw: dict[str, np.ndarray], features: Fea
     return out
 
 
-def _products_for(wh: Warehouse, product_ids: Sequence[str] | None) -> pa.Table:
-    cols = ["product_id", "image_sha256", "title_sha256"]
+def _products_for(wh: Warehouse, product_ids: Sequence[str] | None, blocks: Sequence[Block] = ()) -> pa.Table:
+    have = set(product_column_names(wh))
+    cols = ["product_id", "image_sha256", "title_sha256"] + [c for c in product_columns(blocks) if c in have]
     t = read_products(wh, columns=cols)
     if product_ids is None:
         return t
@@ -138,6 +140,6 @@ def predict_products(
     if isinstance(model, str):
         model = load_model(wh, model)
     if products is None:
-        products = _products_for(wh, product_ids)
+        products = _products_for(wh, product_ids, model.blocks)
     features = read_features(wh, products, model.blocks)
     return to_predictions(model, model.predict_features(features), features, top_k)

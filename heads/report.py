@@ -14,6 +14,26 @@ CLS_COLS = ["n", "accuracy", "macro_f1", "weighted_f1", "top3_accuracy", "accura
 REG_COLS = ["n", "r2_log", "r2", "mae", "mape", "interval_coverage", "interval_median_width"]
 
 
+def _fit_lines(spec: Mapping) -> list[str]:
+    """Which fit the figures come from, which one is saved, and how the interval was calibrated."""
+    fits = spec.get("fits") or {}
+    out = []
+    ev, reg = fits.get("evaluation"), fits.get("registered") or {}
+    if ev:
+        out.append(f"- figures below: the **evaluation fit** ({ev['rows']} train rows, {ev['seconds']} s); "
+                   "they are the only honest ones, since the registered model may have seen the test rows.")
+    if reg.get("same_as") == "evaluation":
+        out.append("- registered model: the evaluation fit itself (train.refit_all off).")
+    elif reg:
+        out.append(f"- registered model: refitted on every labelled row but validation ({reg['rows']} rows, "
+                   f"{reg['seconds']} s; {reg['early_stopping_rows']} validation rows kept for early stopping).")
+    if spec.get("calibration"):
+        out.append("- price interval: conformalised on the calibration rows of the evaluation fit (log-space widening "
+                   + ", ".join(f"{t} {q:+.4f}" for t, q in spec["calibration"].items())
+                   + "), the same widening applied to the registered model.")
+    return out
+
+
 def render(spec: Mapping, metrics: Mapping, pngs: Mapping[str, str]) -> str:
     """Markdown of test metrics (validation in a second table), split, features and rare-class merges."""
     lines = [f"# Model `{spec['model_id']}`", ""]
@@ -27,6 +47,7 @@ def render(spec: Mapping, metrics: Mapping, pngs: Mapping[str, str]) -> str:
         f"- split (seed {spec['settings']['seed']}): " + ", ".join(f"{k} {v}" for k, v in spec["split"]["sizes"].items())
         + f"; stratified on {spec['split']['stratified_on'] or 'nothing (fallback: shuffled)'}",
         "- validation is used for early stopping and head choice only; the numbers below are on **test**.",
+        *_fit_lines(spec),
         "- `accuracy_true`, `macro_f1_true`: against the rows' true labels, a rare class merged into `__other__` "
         "keeping its own name (so `__other__` predicted for it is a miss), macro-F1 over the classes those rows have.",
         "",
@@ -57,6 +78,16 @@ def render(spec: Mapping, metrics: Mapping, pngs: Mapping[str, str]) -> str:
             lines.append("")
     lines.append(f"Validation score (mean of accuracy / R² log over targets): {_fmt(metrics.get('val_score'))}")
     lines.append("")
+    rare = [(t["name"], metrics["targets"].get(t["name"], {}).get("rare_recall")) for t in cls]
+    rare = [(n, r) for n, r in rare if r]
+    if rare:
+        lines += ["## Rarest classes — test recall", "",
+                  "The classes with the fewest labelled rows in the catalog that test rows have, by their own name "
+                  "(a merged class predicted `__other__` is a miss).", ""]
+        for name, rows in rare:
+            lines += [f"### {name}", "", "| class | catalog rows | test rows | recall |", "|---|---|---|---|"]
+            lines += [f"| {r['class']} | {r['catalog_rows']} | {r['test_rows']} | {r['recall']:.3f} |" for r in rows]
+            lines.append("")
     merged = [t for t in cls if t.get("merged")]
     if merged:
         lines += ["## Rare classes", "", "Classes with fewer labelled rows than min_class_count "

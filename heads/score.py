@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.encode import shard_of
-from heads.features import HASH_COLUMN, Features, read_features
+from heads.features import HASH_COLUMN, Features, product_columns, read_features
 from heads.predict import TargetPrediction, load_model, to_predictions
 from heads.registry import current_models
 from warehouse import schemas
 from warehouse.current_predictions import scored_sql
 from warehouse.errors import VitrineError
 from warehouse.layout import Warehouse
-from warehouse.tables import now_utc, read_products, stage_predictions, write_predictions
+from warehouse.tables import now_utc, product_column_names, read_products, stage_predictions, write_predictions
 
 
 class NoCurrentModel(VitrineError):
@@ -62,6 +62,7 @@ def ready(batch: pa.Table, features: Features) -> np.ndarray:
     has_input = {
         "image": pc.equal(batch["image_status"], "ok").fill_null(False).to_numpy(zero_copy_only=False),
         "title": batch[HASH_COLUMN["title"]].is_valid().to_numpy(zero_copy_only=False),
+        "columns": np.ones(batch.num_rows, dtype=bool),  # every product has its columns, if only as missing
     }
     ok = np.zeros(batch.num_rows, dtype=bool)
     for b in features.blocks:
@@ -119,7 +120,11 @@ def score(
     models = current_models(wh)
     if not models:
         raise NoCurrentModel("no current model in the registry: train one first (`vitrine train`)")
-    products = read_products(wh, columns=["product_id", "content_hash", "image_status", "image_sha256", "title_sha256"])
+    loaded = {m["model_id"]: load_model(wh, m["model_id"]) for m in models}
+    have = set(product_column_names(wh))
+    extra = [c for lm in loaded.values() for c in product_columns(lm.blocks) if c in have]
+    products = read_products(wh, columns=list(dict.fromkeys(
+        ["product_id", "content_hash", "image_status", "image_sha256", "title_sha256"] + extra)))
     if shard is not None:
         products = products.filter(pa.array(shard_of(products["product_id"].to_pylist(), shard[1]) == shard[0]))
     summary = ScoreSummary(run_id=run_id, products=products.num_rows)
@@ -132,7 +137,7 @@ def score(
         summary.to_score += todo.num_rows
         if todo.num_rows == 0:
             continue
-        model = load_model(wh, m["model_id"])
+        model = loaded[m["model_id"]]
         base = {"run_id": run_id, "model_id": m["model_id"], "scored_at": scored_at}
         step = settings.score.batch_rows
         for start in range(0, todo.num_rows, step):

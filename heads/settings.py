@@ -40,6 +40,11 @@ class MLPSettings(Strict):
     ensemble: int = Field(3, ge=1, description="nets trained with seeds seed, seed+1, ...; their outputs averaged")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads while training (None: unchanged)")
     quantiles: tuple[float, float] = Field((0.1, 0.9), description="pinball-loss outputs giving the price interval")
+    logit_adjust: float = Field(
+        0.0, ge=0, description="logit-adjusted cross-entropy (Menon et al. 2021): train on logits + tau * log(class "
+        "prior) and predict from the plain logits, so rare classes are not drowned by frequent ones; 0 = plain "
+        "cross-entropy, 1 = the balanced-error optimum",
+    )
 
 
 class TrainSettings(Strict):
@@ -62,6 +67,14 @@ class TrainSettings(Strict):
     seed: int = 0
     test_size: float = Field(0.2, gt=0, lt=1)
     val_size: float = Field(0.1, gt=0, lt=1)
+    refit_all: bool = Field(
+        True, description="after the evaluation fit is scored on the test split, fit the registered model again on "
+        "every labelled row but the validation share (kept for early stopping), so no label is left out",
+    )
+    calibration_size: float = Field(
+        0.1, ge=0, lt=1, description="share of rows held out of the evaluation fit to calibrate the price interval "
+        "(conformalised quantiles); only when a regression target is trained; 0 = uncalibrated",
+    )
     min_class_count: int = Field(
         10, ge=2, description="classes with fewer labelled rows are merged into '__other__'"
     )
@@ -77,6 +90,7 @@ class TrainSettings(Strict):
         0.1, ge=0, le=1, description="a label confident learning flags becomes a candidate only if its out-of-fold "
         "probability (label_quality) is at most this: the label-noise benchmark's precision-recall curve",
     )
+    rare_classes_reported: int = Field(20, ge=0, description="per-class test recall of the N rarest classes in the report")
     confusion_top_n: int = Field(20, ge=2, description="confusion-matrix PNGs show the N most frequent classes")
     lightgbm: LightGBMSettings = Field(default_factory=LightGBMSettings)
     mlp: MLPSettings = Field(default_factory=MLPSettings)

@@ -9,7 +9,7 @@ split falls back to a plain shuffled one and says so (`stratified_on` is None).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
@@ -23,9 +23,19 @@ class Split:
     val: np.ndarray
     test: np.ndarray
     stratified_on: str | None
+    cal: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        out = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        if len(self.cal):
+            out["calibration"] = len(self.cal)
+        return out
+
+    def labels(self, n: int) -> list[str]:
+        """Each row's part: train, val, calibration or test."""
+        out = np.full(n, "train", dtype=object)
+        out[self.val], out[self.cal], out[self.test] = "val", "calibration", "test"
+        return out.tolist()
 
 
 def strata_for(specs: list[TargetSpec], encoded: dict[str, np.ndarray]) -> tuple[str | None, np.ndarray | None]:
@@ -82,13 +92,19 @@ def fold_indices(n: int, strata: np.ndarray | None, folds: int, seed: int) -> li
     return [np.sort(held) for _, held in KFold(n_splits=folds, shuffle=True, random_state=seed).split(idx)]
 
 
-def make_split(n: int, strata: np.ndarray | None, stratum_name: str | None, test_size: float, val_size: float, seed: int) -> Split:
-    """Indices of train, val (early stopping only) and test (reporting only) rows, each sorted."""
+def make_split(n: int, strata: np.ndarray | None, stratum_name: str | None, test_size: float, val_size: float, seed: int,
+               cal_size: float = 0.0) -> Split:
+    """Indices of train, val (early stopping only), test (reporting only) and, with `cal_size`, calibration
+    rows (conformal price intervals only), each sorted."""
     idx = np.arange(n)
     if n < 3:
         raise ValueError(f"need at least 3 labelled products to split, have {n}")
     rest, test, ok1 = split_two(idx, strata, test_size, seed)
     val_share = min(val_size / (1.0 - test_size), 0.9)
     train, val, ok2 = split_two(rest, strata, val_share, seed + 1)
-    on = stratum_name if (strata is not None and ok1 and ok2) else None
-    return Split(np.sort(train), np.sort(val), np.sort(test), on)
+    cal, ok3 = np.zeros(0, dtype=np.int64), True
+    if cal_size > 0 and len(train) >= 4:
+        share = min(cal_size / max(1.0 - test_size - val_size, 1e-9), 0.5)
+        train, cal, ok3 = split_two(train, strata, share, seed + 2)
+    on = stratum_name if (strata is not None and ok1 and ok2 and ok3) else None
+    return Split(np.sort(train), np.sort(val), np.sort(test), on, np.sort(cal))

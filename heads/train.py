@@ -5,6 +5,12 @@ its labelled rows (NULL labels are left out of that target only). A product miss
 is kept: its block is zeros and its missing indicator is 1. One seeded, stratified split is
 shared by all targets and heads. With several heads, the one with the better validation score
 becomes the current model of the target set. The caller holds the warehouse writer lock.
+
+Every reported figure comes from the evaluation fit (train split, early-stopped on val, scored on
+test); the registered model is then refitted on every labelled row but val (`train.refit_all`), so
+the labels of the test split reach the model that scores the catalog too. With a regression
+target, a calibration split held out of the evaluation fit conformalises the price interval
+(heads.conformal); its widening is saved with the model.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,9 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from heads import registry
+from heads.conformal import apply_calibration, calibrate
 from heads.label_scores import cross_fit, label_scores
-from heads.features import blocks_from_settings, coverage, read_features
-from heads.metrics import classification_metrics, confusion_png, headline, regression_metrics
+from heads.features import blocks_from_settings, blocks_with_inputs, coverage, read_features, without_targets
+from heads.metrics import classification_metrics, confusion_png, headline, rare_class_recall, regression_metrics
 from heads.predict import HEADS, save_spec
 from heads.report import render
 from heads.splits import Split, make_split, strata_for
@@ -65,7 +73,7 @@ def resolve_targets(train_settings, targets: Sequence[str] | None) -> tuple[list
 
 
 def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dict[str, np.ndarray], split: Split,
-                     names: dict[str, list[str | None]] | None = None) -> dict:
+                     names: dict[str, list[str | None]] | None = None, rare_n: int = 20) -> dict:
     """Validation and test metrics per target, and the validation score used to pick a head.
 
     `names`: each row's true label as the catalog has it (before rare classes are merged), for the
@@ -85,10 +93,20 @@ def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dic
             else:
                 m = regression_metrics(t, r[:, 0], r[:, 1], r[:, 2])
             per[s.name][part] = m
+        if s.kind == "classification" and names and s.name in names and rare_n:
+            counts = Counter(v for v in names[s.name] if v is not None)
+            idx = split.test
+            pred = np.asarray(s.classes, dtype=object)[raw[s.name][idx].argmax(axis=1)]
+            per[s.name]["rare_recall"] = rare_class_recall([names[s.name][i] for i in idx], pred.tolist(), counts, rare_n)
         h = headline(s.kind, per[s.name]["val"])
         if h is not None:
             heads_val.append(h)
     return {"targets": per, "val_score": float(np.mean(heads_val)) if heads_val else None}
+
+
+def head_quantiles(train_settings, head: str) -> tuple[float, float]:
+    """The interval quantiles the head is configured with; their difference is the coverage aimed at."""
+    return tuple(getattr(train_settings, head).quantiles)
 
 
 def _heads(settings, head: str | None) -> list[str]:
@@ -104,7 +122,7 @@ def _heads(settings, head: str | None) -> list[str]:
 def train(
     wh: Warehouse,
     settings,
-    head: str | None = "mlp",
+    head: str | None = None,
     targets: list[str] | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -133,34 +151,58 @@ def train(
     take = np.flatnonzero(rows)
     products = products.take(pa.array(take))
     y = {k: v[take] for k, v in y.items()}
-    feats = read_features(wh, products, blocks_from_settings(settings))
+    blocks, notes = blocks_with_inputs(wh, products, blocks_from_settings(settings))
+    blocks, notes2 = without_targets(blocks, [s.name for s in specs])
+    for msg in notes + notes2:
+        log(msg)
+    feats = read_features(wh, products, blocks)
     true_names = {s.name: label_strings(products[s.name]) for s in specs if s.kind == "classification"}
     cov = coverage(feats)
     for b in feats.blocks:
         log(f"features {b.name}: {b.encoder_id} ({b.dim}-d), fresh vectors for {cov[b.encoder_id]:.1%} of {feats.n} products")
     strat_name, strata = strata_for(specs, y)
-    split = make_split(feats.n, strata, strat_name, ts.test_size, ts.val_size, ts.seed)
+    has_reg = any(s.kind == "regression" for s in specs)
+    split = make_split(feats.n, strata, strat_name, ts.test_size, ts.val_size, ts.seed,
+                       ts.calibration_size if has_reg else 0.0)
     log(f"split: {split.sizes()} (stratified on {split.stratified_on or 'nothing: shuffled fallback'})")
     latest = pc.max(products["updated_at"]).as_py() if "updated_at" in products.column_names else None
     tset = registry.target_set([s.name for s in specs])
     trained, reg_rows = [], []
     for h in _heads(settings, head):
         log(f"training {h} on {', '.join(s.name for s in specs)}")
+        t_fit = time.perf_counter()
         impl = HEADS[h](ts, specs).fit(feats, y, split.train, split.val, log=log)
+        fit_seconds = time.perf_counter() - t_fit
         raw = impl.predict(feats)
-        metrics = evaluate_outputs(specs, y, raw, split, true_names)
+        lo_q, hi_q = head_quantiles(ts, h)
+        offsets = calibrate(specs, y, raw, split.cal, hi_q - lo_q)
+        raw = apply_calibration(raw, offsets)
+        metrics = evaluate_outputs(specs, y, raw, split, true_names, ts.rare_classes_reported)
         metrics["skipped"] = skipped
+        metrics["calibration"] = {"offsets": offsets, "coverage": hi_q - lo_q, "rows": len(split.cal)}
+        final_impl, refit_seconds, refit_rows = impl, None, None
+        if ts.refit_all:
+            rows_all = np.sort(np.concatenate([split.train, split.cal, split.test]))
+            log(f"refitting {h} on every labelled row but validation ({len(rows_all)} rows) for the registered model")
+            t_fit = time.perf_counter()
+            final_impl = HEADS[h](ts, specs).fit(feats, y, rows_all, split.val, log=log)
+            refit_seconds, refit_rows = time.perf_counter() - t_fit, len(rows_all)
+        metrics["fits"] = {
+            "evaluation": {"rows": len(split.train), "seconds": round(fit_seconds, 1),
+                           "figures": "validation and test metrics, interval calibration"},
+            "registered": ({"rows": refit_rows, "seconds": round(refit_seconds, 1), "early_stopping_rows": len(split.val)}
+                           if ts.refit_all else {"rows": len(split.train), "same_as": "evaluation"}),
+        }
         trained_at = now_utc()
         model_id = f"{h}-{trained_at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         final = wh.model_dir(model_id)
         tmp = wh.models_root / f".tmp-{safe_name(model_id)}"
         tmp.mkdir(parents=True, exist_ok=True)
         try:
-            head_part = impl.save(tmp)
+            head_part = final_impl.save(tmp)
             split_table = pa.table({
                 "product_id": pa.array(feats.product_ids, pa.string()),
-                "split": pa.array(np.select([np.isin(np.arange(feats.n), split.test), np.isin(np.arange(feats.n), split.val)],
-                                            ["test", "val"], "train").tolist(), pa.string()),
+                "split": pa.array(split.labels(feats.n), pa.string()),
             })
             write_parquet_atomic(split_table, tmp / "split.parquet")
             pngs = {}
@@ -178,6 +220,7 @@ def train(
                 "head_part": head_part,
                 "split": {"stratified_on": split.stratified_on, "sizes": split.sizes(), "file": "split.parquet"},
                 "coverage": cov, "skipped": skipped, "training_rows": feats.n,
+                "fits": metrics["fits"], "calibration": offsets,
                 "corrected_labels": corrected,
                 "trained_at": trained_at.isoformat(),
                 "training_latest_updated_at": latest.isoformat() if latest else None,

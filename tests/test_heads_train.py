@@ -115,7 +115,9 @@ def build_warehouse(root, settings: Settings, seed: int = 0, with_price: bool = 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    settings = make_settings()
+    # the evaluation fit is the registered one here, so the stored test metrics can be checked
+    # against the saved model's own predictions; the refit is tested on its own below
+    settings = make_settings(refit_all=False)
     wh, truth = build_warehouse(tmp_path_factory.mktemp("wh"), settings)
     result = train(wh, settings, head="both", progress=False)
     return wh, settings, truth, result
@@ -252,3 +254,26 @@ def test_mlp_training_is_seeded(tmp_path):
     pa_ = predict_products(wh, a.model_id, truth["ids"][:50])["gender"]
     pb = predict_products(wh, b.model_id, truth["ids"][:50])["gender"]
     assert np.array_equal(pa_.probs, pb.probs) and np.array_equal(pa_.labels, pb.labels)
+
+
+def test_registered_model_is_refitted_on_every_label_and_says_so(tmp_path):
+    settings = make_settings(label_folds=0)
+    wh, truth = build_warehouse(tmp_path / "wh", settings)
+    (m,) = train(wh, settings, head="mlp", progress=False)
+    model = load_model(wh, m.model_id)
+    sizes = model.spec["split"]["sizes"]
+    assert sizes["calibration"] > 0  # a price target: rows held out to calibrate its interval
+    fits = model.spec["fits"]
+    assert fits["evaluation"]["rows"] == sizes["train"]
+    assert fits["registered"]["rows"] == sizes["train"] + sizes["calibration"] + sizes["test"] == N - 1 - sizes["val"]
+    split = pq.read_table(model.directory / "split.parquet").to_pylist()
+    assert {r["split"] for r in split} == {"train", "val", "calibration", "test"}
+    text = evaluate(wh, m.model_id, recompute=True)
+    assert "evaluation fit" in text and "refitted on every labelled row" in text and "in-sample" in text
+    # the registered model is not the evaluation fit: the test rows it learnt are predicted better
+    test_ids = [r["product_id"] for r in split if r["split"] == "test"]
+    pos = {p: i for i, p in enumerate(truth["ids"])}
+    pred = predict_products(wh, model, test_ids)
+    ok = np.array([p != "p0005" for p in test_ids])
+    y = truth["log_price"][[pos[p] for p in test_ids]][ok]
+    assert r2_score(y, np.log(pred["price"].value[ok])) > m.metrics["targets"]["price"]["test"]["r2_log"]

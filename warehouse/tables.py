@@ -35,6 +35,13 @@ def read_products(wh: Warehouse, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(wh.products_path, columns=columns)
 
 
+def product_column_names(wh: Warehouse) -> list[str]:
+    """The products table's column names (the fixed ones and the catalog's own), without reading rows."""
+    if not wh.products_path.exists():
+        return schemas.PRODUCT_FIXED.names
+    return pq.read_schema(wh.products_path).names
+
+
 def read_rejects(wh: Warehouse) -> pa.Table:
     return read_dataset(wh.rejects_dir, schemas.REJECTS)
 

@@ -24,6 +24,8 @@ _FAMILIES: dict[str, str | Builder] = {
     "bert": "features.encoders.bert",
     "timm": "features.encoders.timm_models",
     "hashing": "features.encoders.hashing",
+    "colour": "features.encoders.colour",
+    "columns": "features.encoders.columns",
 }
 
 

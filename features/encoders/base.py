@@ -73,6 +73,14 @@ class Encoder(ABC):
         return batch
 
 
+def check_weightless(spec, family: str, input: str, what: str) -> None:
+    """The spec checks of a family with no weights: the one input it encodes, and no checkpoint."""
+    if spec.input != input:
+        raise ValueError(f"{family} encodes {what}: set `input: {input}`, not {spec.input}")
+    if spec.checkpoint is not None:
+        raise ValueError(f"{family} has no weights: leave `checkpoint` unset")
+
+
 RANDOM = "random"  # `pretrained: random`: seeded random weights of the real architecture (benchmarks, tests)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from features.encoders.base import Encoder
+from features.encoders.base import Encoder, check_weightless
 from features.settings import EncoderSpec
 
 MODEL_PATTERN = re.compile(r"^(word|char|char_wb):(\d+)-(\d+):(\d+)$")
@@ -58,8 +58,5 @@ class HashingEncoder(Encoder):
 
 
 def build(spec: EncoderSpec, encoder_id: str) -> Encoder:
-    if spec.input != "title":
-        raise ValueError(f"hashing encodes titles, not {spec.input}")
-    if spec.checkpoint is not None:
-        raise ValueError("hashing has no weights: leave `checkpoint` unset")
+    check_weightless(spec, "hashing", "title", "titles")
     return HashingEncoder(encoder_id, spec.model)
