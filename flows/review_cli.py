@@ -101,7 +101,13 @@ def serve(ctx: typer.Context,
 
     s = ctx.obj["settings"]
     host, port = host or s.review.host, port or s.review.port
-    app = create_app(_wh(ctx), reviewer=by or s.review.reviewer, reclass_threshold=s.score.reclass_threshold,
-                     page_size=s.review.page_size)
+    wh = _wh(ctx)
+    near = None
+    if s.review.similar_k:
+        from flows.review_page.neighbours import Neighbours
+
+        near = Neighbours(wh, s.encoders, s.similar, s.review.similar_k)
+    app = create_app(wh, reviewer=by or s.review.reviewer, reclass_threshold=s.score.reclass_threshold,
+                     page_size=s.review.page_size, similar=near)
     out.print(f"review page on http://{host}:{port}/ (warehouse {s.warehouse.path}); Ctrl+C stops it")
     uvicorn.run(app, host=host, port=port, log_level="warning")

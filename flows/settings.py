@@ -37,6 +37,10 @@ class ReviewSettings(Strict):
     host: str = Field("127.0.0.1", description="interface the page binds to (localhost only by default)")
     port: int = Field(8765, ge=1, le=65535)
     page_size: int = Field(50, ge=1, le=500, description="cards per page")
+    similar_k: int = Field(
+        0, ge=0, le=20, description="nearest products (similar.encoders) listed on each card with their label; "
+        "0 = none. Each card costs one exact search over the catalog's vectors",
+    )
 
 
 def _default_encoders() -> dict[str, EncoderSpec]:
