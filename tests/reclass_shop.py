@@ -21,11 +21,6 @@ N = 240
 PLANTED = {str(1000 + i): None for i in random.Random(7).sample(range(N), 12)}  # 5% of the labels wrong
 
 
-# One planted listing's title carries markup, as scraped titles do: pages must show it as text.
-MARKUP = '<script>alert("x")</script> & <b>bold</b>'
-MARKUP_ID = next(iter(PLANTED))
-
-
 def shop_rows(n: int = N) -> list[list[str]]:
     rows = fashion_rows(n)
     articles = [t[2] for t in TYPES]
@@ -35,8 +30,6 @@ def shop_rows(n: int = N) -> list[list[str]]:
             wrong = articles[(articles.index(r[4]) + 1) % len(articles)]
             PLANTED[r[0]] = r[4]
             r[4] = wrong  # the seller picked the wrong type
-        if r[0] == MARKUP_ID:
-            r[9] += " " + MARKUP
     return rows
 
 

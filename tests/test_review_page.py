@@ -23,14 +23,16 @@ from PIL import Image
 
 from catalogs import write_fashion
 from flows.review_page.app import create_app
-from reclass_shop import MARKUP_ID, shop_rows
+from reclass_shop import shop_rows
 from warehouse import open_warehouse
 from warehouse.ingest import ingest
 from warehouse.review_queue import QueueFilter, review_queue
+from warehouse.schemas import sql_literal
 from warehouse.session import write_session
 from warehouse.views import connect
 
 CHROMIUM = Path("/usr/bin/chromium")
+MARKUP = '<script>alert("x")</script> & <b>bold</b>'
 
 
 @pytest.fixture
@@ -41,13 +43,16 @@ def shop(reclass_trained, tmp_path):
     shutil.copytree(tmp / "cat", tmp_path / "cat")
     wh = open_warehouse(tmp_path / "wh")
     thr = s.score.reclass_threshold
-    # the products point at the copied photos (same bytes, so the hashes ingest recorded hold)
+    # the products point at the copied photos (same bytes, so the hashes ingest recorded hold), and
+    # one candidate's title carries markup, as scraped titles do
     con = connect(wh, thr)
-    con.execute(f"COPY (SELECT * REPLACE (replace(image_path, '{tmp / 'cat'}', '{tmp_path / 'cat'}') AS image_path) "
-                f"FROM products) TO '{tmp_path / 'p.parquet'}' (FORMAT parquet)")
+    markup_id = queue(wh, thr)[0]["product_id"]
+    con.execute(f"COPY (SELECT * REPLACE (replace(image_path, '{tmp / 'cat'}', '{tmp_path / 'cat'}') AS image_path, "
+                f"CASE WHEN product_id = {sql_literal(markup_id)} THEN title || ' ' || {sql_literal(MARKUP)} ELSE title END "
+                f"AS title) FROM products) TO '{tmp_path / 'p.parquet'}' (FORMAT parquet)")
     os.replace(tmp_path / "p.parquet", wh.products_path)
     s = s.model_copy(update={"warehouse": s.warehouse.model_copy(update={"path": tmp_path / "wh"})})
-    return s, wh, MARKUP_ID, TestClient(create_app(wh, reclass_threshold=thr))
+    return s, wh, markup_id, TestClient(create_app(wh, reclass_threshold=thr))
 
 
 def queue(wh, thr, **flt) -> list[tuple]:
