@@ -63,7 +63,8 @@ def review_queue(con: duckdb.DuckDBPyConnection, flt: QueueFilter, limit: int | 
     return [d[0] for d in cur.description], cur.fetchall()
 
 
-def _stat(path) -> tuple:
+def file_state(path) -> tuple:
+    """(path, mtime, size): what tells a reader that a file it built on was replaced."""
     try:
         st = path.stat()
     except OSError:
@@ -97,7 +98,7 @@ class QueueReader:
         wh = self.wh
         files = [wh.products_path, wh.deleted_products_path, wh.predictions_current_path,
                  *visible_parquet_files(wh.models_root), *visible_parquet_files(wh.predictions_dir)]
-        return tuple(_stat(f) for f in files)
+        return tuple(file_state(f) for f in files)
 
     def _decision_files(self) -> set[str]:
         try:

@@ -20,7 +20,7 @@ from features.settings import EncoderSpec, SimilarSettings
 from features.similar import Catalog, QueryError, exact_search, product_query, read_vector_set
 from warehouse.atomic import visible_parquet_files
 from warehouse.layout import Warehouse
-from warehouse.review_queue import _stat
+from warehouse.review_queue import file_state
 from warehouse.tables import read_products
 from warehouse.views import label_columns
 
@@ -42,7 +42,7 @@ class Neighbours:
         files = [self.wh.products_path]
         for spec in self.encoders.values():
             files += visible_parquet_files(self.wh.embeddings_dir(encoder_id(spec)))
-        return tuple(_stat(f) for f in files)
+        return tuple(file_state(f) for f in files)
 
     def catalog(self) -> tuple[Catalog, dict[str, list]]:
         state = self.state()
