@@ -36,9 +36,9 @@ FILTER_KEYS = ("target", "seller_label", "suggested_label", "min_confidence", "m
 THUMB_PX = 160
 THUMB_CACHE = 512  # thumbnails kept in memory (a few KB each)
 
-# HOOK (optional): similar products on each card. vitrine has no similar-product search yet; when
-# it does, pass it to `create_app(similar=...)`: called with (product_id, target), it returns the
-# nearest products as dicts with product_id, title and label, which the card lists under the labels.
+# Similar products on each card (optional, `review.similar_k`): `create_app(similar=...)` takes a
+# function of (product_id, target) returning the nearest products as dicts with product_id, title
+# and label, which the card lists under the labels; `neighbours.Neighbours` is the one serve uses.
 SimilarFn = Callable[[str, str], list[dict]]
 
 
