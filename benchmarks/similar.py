@@ -461,8 +461,8 @@ def part_groups(wh_path: Path) -> None:
     n_types = len(set(y))
     body = (
         stamp(COMMAND.format(part="groups")) + "\n"
-        + f"k-means (scikit-learn KMeans, one k-means++ start) over the Fashion catalog's stored vectors, {len(y):,} products "
-        f"with every vector; scored against article_type ({n_types} values). Purity: share of products whose group's most "
+        + f"k-means (scikit-learn KMeans, one k-means++ start) over the Fashion catalog's stored vectors, the products "
+        f"with a vector of every encoder of the row ({len(y):,} for the last row); scored against article_type ({n_types} values). Purity: share of products whose group's most "
         "common article_type is theirs. AMI: adjusted mutual information (0 = chance, 1 = the same partition).\n\n"
         + md_table(["encoders", "k", "purity", "AMI", "seconds"], rows) + "\n"
     )
