@@ -12,7 +12,7 @@ read; the duplicates part copies it first). Each part writes its own BENCHMARKS.
   1280-d plus isotropic noise, unit-normalised) in the faiss IVF-Flat index of
   features/vector_index.py; recall@10 against exact search (every cell scanned), latency, build
   time, memory; and an update of 1% of the vectors.
-- quality: for 2,000 held-out products, how often the top-3 neighbours share the query's
+- quality: for 500 held-out products, how often the top-3 neighbours share the query's
   article_type / gender, per encoder and combined; top-3 article_type by similarity-weighted vote
   of the 10 nearest.
 - duplicates: 300 real products re-listed (photo re-compressed, resized or cropped; title
@@ -443,7 +443,8 @@ def part_groups(wh_path: Path) -> None:
     s = demo_settings(wh_path)
     wh = Warehouse(wh_path.resolve())
     rows = []
-    for label, names in (("image + title", ["image", "title"]), ("image", ["image"]), ("title", ["title"])):
+    runs = (("image + title", ["image", "title"], (20, 50)), ("image", ["image"], (50,)), ("title", ["title"], (50,)))
+    for label, names, ks in runs:
         products, pos, X = group_matrix(wh, s.encoders, names, {n: 1.0 for n in names})
         import pyarrow.parquet as pq
 
@@ -451,7 +452,7 @@ def part_groups(wh_path: Path) -> None:
         art = dict(zip(t["product_id"], t["article_type"]))
         ids = products["product_id"].to_pylist()
         y = np.array([art[ids[p]] or "" for p in pos], dtype=object)
-        for k in (20, 50, 143):
+        for k in ks:
             t0 = time.perf_counter()
             labels, _, _ = kmeans(X, k, 0)
             sec = time.perf_counter() - t0
@@ -460,8 +461,8 @@ def part_groups(wh_path: Path) -> None:
     n_types = len(set(y))
     body = (
         stamp(COMMAND.format(part="groups")) + "\n"
-        + f"k-means (scikit-learn KMeans, one k-means++ start) over the Fashion catalog's stored vectors, {len(y):,} products "
-        f"with every vector; scored against article_type ({n_types} values). Purity: share of products whose group's most "
+        + f"k-means (scikit-learn KMeans, one k-means++ start) over the Fashion catalog's stored vectors, the products "
+        f"with a vector of every encoder of the row ({len(y):,} for the last row); scored against article_type ({n_types} values). Purity: share of products whose group's most "
         "common article_type is theirs. AMI: adjusted mutual information (0 = chance, 1 = the same partition).\n\n"
         + md_table(["encoders", "k", "purity", "AMI", "seconds"], rows) + "\n"
     )
@@ -475,6 +476,7 @@ def main() -> None:
     ap.add_argument("--part", default="all", choices=["all", "exact", "index", "quality", "duplicates", "groups"])
     ap.add_argument("--index-rows", type=int, default=1_000_000)
     ap.add_argument("--planted", type=int, default=300, help="duplicates part: re-listings planted")
+    ap.add_argument("--held-out", type=int, default=500, help="quality part: held-out query products")
     ap.add_argument("--spread", type=float, default=0.45, help="index part: cluster spread of the synthetic vectors")
     a = ap.parse_args()
     parts = ["exact", "quality", "groups", "duplicates", "index"] if a.part == "all" else [a.part]
@@ -485,7 +487,7 @@ def main() -> None:
         else:
             if a.warehouse is None:
                 ap.error(f"--part {p} needs --warehouse")
-            kw = {"planted": a.planted} if p == "duplicates" else {}
+            kw = {"planted": a.planted} if p == "duplicates" else {"held_out": a.held_out} if p == "quality" else {}
             globals()[f"part_{p}"](a.warehouse, **kw)
         print(f"[{p}: {time.perf_counter() - t:.0f} s]", flush=True)
 

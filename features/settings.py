@@ -79,8 +79,8 @@ class DuplicateSettings(Strict):
 
     image_encoder: str = Field("image", description="encoder whose cosine compares photos")
     title_encoder: str = Field("title", description="encoder whose cosine compares titles")
-    image_threshold: float = Field(0.9, ge=-1, le=1)
-    title_threshold: float = Field(0.8, ge=-1, le=1)
+    image_threshold: float = Field(0.85, ge=-1, le=1)
+    title_threshold: float = Field(0.9, ge=-1, le=1, description="0.85 / 0.9: recall 0.67, precision 0.61 on planted re-listings (BENCHMARKS.md)")
     nightly: bool = Field(False, description="the nightly flow looks for duplicates among new and changed products")
 
 

@@ -1,9 +1,9 @@
 """The approximate index of `vitrine similar`: faiss IVF-Flat per encoder, kept up to date by hash.
 
-Why IVF-Flat (faiss-cpu) and not HNSW (usearch, faiss HNSW): on this project's two-core machines an
-HNSW graph of 1280-d vectors took 634 s per 100k vectors to build, an hour and more at a million,
-while IVF trains its cells on a sample and then only assigns each vector to its nearest cell (tens
-of seconds per million, benchmarks/similar.py). IVF-Flat also keeps each vector exactly (float32),
+Why IVF-Flat (faiss-cpu) and not HNSW (usearch, faiss HNSW): building an HNSW graph searches the
+graph for every vector it inserts, which on two-core machines makes a million 1280-d vectors a
+matter of an hour or more, while IVF trains its cells on a sample and then only assigns each vector
+to its nearest cell (minutes per million, benchmarks/similar.py). IVF-Flat also keeps each vector exactly (float32),
 so the candidates it finds are re-ranked on exactly the stored vectors with no second read of the
 Parquet store, and it removes and adds ids in place: an update touches only what changed.
 
