@@ -86,6 +86,9 @@ PRODUCT_COLUMNS = ["product_id", "title", "image_sha256", "title_sha256"]
 
 def read_vector_set(wh: Warehouse, name: str, spec: EncoderSpec, products: pa.Table) -> VectorSet:
     """The current vectors of one encoder for `products` (columns product_id + *_sha256)."""
+    if spec.input not in HASH_COLUMN:
+        raise QueryError(f"encoder {name!r} encodes catalog {spec.input}, not photos or titles: "
+                         "similarity over the stored vectors takes image and title encoders")
     eid = make_encoder_id(spec)
     store = EmbeddingStore(wh, eid)
     ids = products["product_id"].to_pylist()

@@ -315,3 +315,14 @@ def test_similar_encoders_default_to_what_the_config_has_and_explicit_names_are_
         Settings.model_validate({**only_title, "similar": {"encoders": {"image": 1.0}}})
     with pytest.raises(Exception, match="must be positive"):
         Settings.model_validate({**only_title, "similar": {"encoders": {"title": 0}}})
+
+
+def test_an_encoder_of_catalog_columns_is_refused_by_name(tmp_path):
+    from features.settings import EncoderSpec
+    from features.similar import QueryError, read_vector_set
+    from warehouse.tables import read_products
+
+    wh = open_warehouse(tmp_path / "wh")
+    spec = EncoderSpec(family="columns", model="cat=brand;dim=16", input="columns")
+    with pytest.raises(QueryError, match="'cols' encodes catalog columns"):
+        read_vector_set(wh, "cols", spec, read_products(wh))

@@ -48,7 +48,7 @@ class Neighbours:
         state = self.state()
         with self._lock:
             if self._catalog is None or state != self._state:
-                targets = [t for t in label_columns(self.wh)]
+                targets = label_columns(self.wh)
                 products = read_products(self.wh, ["product_id", "title", "image_sha256", "title_sha256", *targets])
                 sets = {n: read_vector_set(self.wh, n, spec, products) for n, spec in self.encoders.items()}
                 self._catalog = Catalog(products, sets)
