@@ -36,7 +36,7 @@ from features.similar import Hit, unit_rows
 from features.store import HASH_COLUMN, EmbeddingStore
 from warehouse.atomic import atomic_path, fsync_dir, write_parquet_atomic
 from warehouse.layout import Warehouse
-from warehouse.tables import now_utc
+from warehouse.tables import now_utc, read_products
 
 POINTER = "CURRENT"
 MANIFEST = pa.schema([("key", pa.int64()), ("product_id", pa.string()), ("content_hash", pa.string())])
@@ -174,6 +174,13 @@ def _read_vectors(store: EmbeddingStore, rows: pa.Table) -> np.ndarray:
     if not found.all():  # a vector vanished between the key scan and this read: never index a zero row
         raise RuntimeError(f"{int((~found).sum())} vectors of {store.encoder_id} disappeared while indexing")
     return unit_rows(m)
+
+
+def build_indexes(wh: Warehouse, encoders: Mapping[str, EncoderSpec], s: IndexSettings, names: list[str],
+                  rebuild: bool = False) -> list[IndexReport]:
+    """Every named encoder's index brought up to date against the current products (one read of them)."""
+    products = read_products(wh, ["product_id", *HASH_COLUMN.values()])
+    return [build_index(wh, n, encoders[n], s, products, rebuild) for n in names]
 
 
 def build_index(

@@ -80,16 +80,14 @@ def compact_task(settings: dict) -> dict:
 def index_task(settings: dict) -> dict:
     """Bring the approximate index up to date where the config uses one (mode on, or auto at auto_rows)."""
     from features.search import wants_index
-    from features.vector_index import build_index
-    from warehouse.tables import read_products
+    from features.vector_index import build_indexes
 
     s = resolve_settings(settings)
     wh = _open(s)
     names = list(s.similar.encoders)
     if not wants_index(wh, s.encoders, s.similar, names):
         return {"skipped": f"similar.index.mode {s.similar.index.mode}"}
-    products = read_products(wh, ["product_id", "image_sha256", "title_sha256"])
-    return {n: build_index(wh, n, s.encoders[n], s.similar.index, products).as_dict() for n in names}
+    return {r.name: r.as_dict() for r in build_indexes(wh, s.encoders, s.similar.index, names)}
 
 
 @task(name="duplicates")

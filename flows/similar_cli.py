@@ -136,15 +136,13 @@ def index_build(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="train new cells from scratch instead of updating")] = False,
 ) -> None:
     """Build the index, or bring it up to date with new, changed and deleted products."""
-    from features.vector_index import build_index
-    from warehouse.tables import read_products
+    from features.vector_index import build_indexes
 
     s = ctx.obj["settings"]
     names = _names(s, encoder)
     wh = open_warehouse(s.warehouse.path)
     with write_session_for(s, "index", {"encoders": names, "rebuild": rebuild}) as run:
-        products = read_products(wh, ["product_id", "image_sha256", "title_sha256"])
-        reports = [build_index(wh, n, s.encoders[n], s.similar.index, products, rebuild) for n in names]
+        reports = build_indexes(wh, s.encoders, s.similar.index, names, rebuild)
         run.counts = {r.name: r.as_dict() for r in reports}
     cols = ["encoder", "vectors", "added", "removed", "rebuilt", "nlist", "written", "seconds"]
     print_rows(cols, [(r.name, r.vectors, r.added, r.removed, r.rebuilt, r.nlist, r.written, round(r.seconds, 2)) for r in reports])
