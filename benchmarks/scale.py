@@ -111,7 +111,9 @@ def config(work: Path, source: Path) -> Path:
             "title_words": {"family": "hashing", "model": "word:1-2:4096", "input": "title"},
         },
         "train": {"features": ["title", "title_words"], "classification_targets": LABELS, "regression_targets": [],
-                  "heads": ["mlp"], "min_class_count": 5, "mlp": {"ensemble": 1}},
+                  "heads": ["mlp"], "min_class_count": 5, "mlp": {"ensemble": 1},
+                  # the model only has to exist for scoring: no refit, no label folds
+                  "refit_all": False, "label_folds": 0},
         "schedule": {"source": str(source)},
     }
     path = work / "scale.yaml"
