@@ -5,6 +5,10 @@ DataLoader), inference and write apart, so the report shows where the time goes.
 the (product_id, content_hash) pairs the store lacks for that encoder, decides that before any
 model is loaded (a run with nothing to do takes seconds), and commits chunk by chunk so a killed
 run resumes where its last committed chunk ended. The caller holds the warehouse writer lock.
+
+Vectors are keyed by content: a product whose photo bytes or title text the store already holds
+under another product gets a copy of that vector, and products sharing a content in one run share
+one forward pass (`report.reused`). Re-listings and catalogs that reuse photos pay once per photo.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ class EncodeReport:
     dim: int | None
     candidates: int  # products with this encoder's input (in this shard)
     already_stored: int  # of which the store already had a vector for the current content
-    encoded: int
+    encoded: int  # vectors written: inferred, or copied from the same content (`reused`)
     skipped_no_input: int  # products without an image / title: no vector, ever a zero one
     failed: list[tuple[str, str]] = field(default_factory=list)  # (product_id, reason)
     seconds: float = 0.0
@@ -56,6 +60,7 @@ class EncodeReport:
     shard: tuple[int, int] | None = None
     precision: str | None = None  # what the forward pass ran in (after the fp32 check of the first batch)
     bf16_cosine: tuple[float, float] | None = None  # (mean, lowest) cosine of the first batch's bf16 vectors to fp32
+    reused: int = 0  # of `encoded`, vectors copied from another product with the same content
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -147,9 +152,11 @@ def encode_one(
         name=name, encoder_id=eid, dim=store.dim, candidates=keys.num_rows,
         already_stored=keys.num_rows - todo.num_rows, encoded=0, skipped_no_input=no_input, shard=shard,
     )
+    todo = copy_stored_contents(store, todo, settings.chunk_rows, report)
     if todo.num_rows == 0:
         report.seconds = time.perf_counter() - t0
         return report
+    todo, sharing = first_of_each_content(todo)
 
     tl = time.perf_counter()
     enc = load_encoder(spec, threads=settings.threads, encoder_id=eid)
@@ -172,6 +179,7 @@ def encode_one(
             if batch is None:
                 break
             report.failed.extend(batch.failed)
+            report.failed.extend((pid, reason) for first, reason in batch.failed for pid, _ in sharing.get(first, ()))
             if len(batch):
                 ti = time.perf_counter()
                 if report.precision is None:
@@ -182,6 +190,10 @@ def encode_one(
                 report.inference_seconds += time.perf_counter() - ti
                 tw = time.perf_counter()
                 writer.add(batch.product_ids, batch.content_hashes, vectors)
+                fan = [(pid, h, i) for i, first in enumerate(batch.product_ids) for pid, h in sharing.get(first, ())]
+                if fan:
+                    writer.add([f[0] for f in fan], [f[1] for f in fan], vectors[[f[2] for f in fan]])
+                    report.reused += len(fan)
                 report.write_seconds += time.perf_counter() - tw
             bar.advance(task, len(batch) + len(batch.failed))
         tw = time.perf_counter()
@@ -189,10 +201,52 @@ def encode_one(
         report.write_seconds += time.perf_counter() - tw
     for pid, reason in report.failed:
         log.warning("encoder %s: product %s not encoded: %s", name, pid, reason)
-    report.encoded = writer.rows_written
-    report.chunks_written = len(writer.files)
+    report.encoded += writer.rows_written
+    report.chunks_written += len(writer.files)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def copy_stored_contents(store: EmbeddingStore, todo: pa.Table, chunk_rows: int, report: EncodeReport) -> pa.Table:
+    """Write, for the products of `todo` whose content the store holds under another product, a
+    copy of that vector; return the rest of `todo`. Counted in report.encoded and report.reused."""
+    if todo.num_rows == 0 or store.dim is None:
+        return todo
+    hashes = todo["content_hash"].to_pylist()
+    rows_of: dict[str, list[int]] = {}
+    for i, h in enumerate(hashes):
+        rows_of.setdefault(h, []).append(i)
+    ids = todo["product_id"].to_pylist()
+    writer = ChunkWriter(store, chunk_rows)
+    writer.metadata = {"vitrine.copied": "same content hash"}
+    done = np.zeros(todo.num_rows, dtype=bool)
+    for got, vectors in store.vectors_for_hashes(list(rows_of)):
+        rows = [(i, k) for k, h in enumerate(got) for i in rows_of[h]]
+        take = np.array([r[0] for r in rows], dtype=np.int64)
+        writer.add([ids[i] for i in take], [hashes[i] for i in take], vectors[[r[1] for r in rows]])
+        done[take] = True
+    writer.flush()
+    report.encoded += writer.rows_written
+    report.reused += writer.rows_written
+    report.chunks_written += len(writer.files)
+    return todo.filter(pa.array(~done)) if done.any() else todo
+
+
+def first_of_each_content(todo: pa.Table) -> tuple[pa.Table, dict[str, list[tuple[str, str]]]]:
+    """The first product of each content hash, and for each such product the (product_id, hash)
+    of the others with the same content: they get its vector, not a forward pass of their own."""
+    hashes = todo["content_hash"].to_pylist()
+    ids = todo["product_id"].to_pylist()
+    first: dict[str, str] = {}
+    keep = np.zeros(len(hashes), dtype=bool)
+    sharing: dict[str, list[tuple[str, str]]] = {}
+    for i, (pid, h) in enumerate(zip(ids, hashes)):
+        if h in first:
+            sharing.setdefault(first[h], []).append((pid, h))
+        else:
+            first[h] = pid
+            keep[i] = True
+    return (todo if keep.all() else todo.filter(pa.array(keep))), sharing
 
 
 def _checked_first_batch(mapper: Mapper, inputs, name: str, settings: EncodeSettings, report: EncodeReport):

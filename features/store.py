@@ -108,20 +108,68 @@ class EmbeddingStore:
         return write_parquet_atomic(table, self.dir / name, md)
 
     def read_matrix(
-        self, product_ids: Sequence[str], content_hashes: Sequence[str | None] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        product_ids: Sequence[str],
+        content_hashes: Sequence[str | None] | None = None,
+        sparse: bool = False,
+        chunk_rows: int = 65_536,
+    ):
         """Vectors aligned to `product_ids` and a mask of which were found.
 
         With `content_hashes`, a vector counts only if it encodes that exact content (fresh);
         without, the newest vector of each product is taken. Missing rows are zeros, mask False.
+        The join streams `chunk_rows` at a time into the result, so a million 4096-d vectors never
+        sit in memory twice (as an Arrow table and as the matrix). `sparse`: the result is a
+        scipy CSR matrix holding only the non-zeros: hashed n-grams of a title are a few dozen of
+        4096, so a million of them take megabytes, not 16 GB.
         """
         n = len(product_ids)
         dim = self.dim or 0
-        matrix = np.zeros((n, dim), dtype=np.float32)
         mask = np.zeros(n, dtype=bool)
-        if n == 0 or not self.files():
+        matrix = None if sparse else np.zeros((n, dim), dtype=np.float32)
+        rows, cols, vals = [], [], []
+        if n and self.files():
+            for idx, values in self._matched(product_ids, content_hashes, chunk_rows):
+                mask[idx] = True
+                if sparse:
+                    r, c = np.nonzero(values)
+                    rows.append(idx[r])
+                    cols.append(c.astype(np.int32))
+                    vals.append(values[r, c])
+                else:
+                    matrix[idx] = values
+        if not sparse:
             return matrix, mask
-        cols = {"idx": pa.array(np.arange(n, dtype=np.int64)), "product_id": pa.array(product_ids, pa.string())}
+        from scipy import sparse as sp
+
+        cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
+        coo = sp.coo_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int32))), shape=(n, dim))
+        return coo.tocsr(), mask
+
+    def vectors_for_hashes(self, content_hashes: Sequence[str], chunk_rows: int = 65_536):
+        """(content hashes, vectors) of the wanted contents the store already holds under any
+        product, one vector per content, chunk by chunk: identical photo bytes or title text
+        under a new product id need no second forward pass."""
+        if not self.files() or not len(content_hashes):
+            return
+        dim = self.dim or 0
+        con = duckdb.connect()
+        try:
+            con.register("wanted", pa.table({"content_hash": pa.array(list(dict.fromkeys(content_hashes)), pa.string())}))
+            sql = ("SELECT s.content_hash, any_value(s.vector) AS vector FROM wanted w JOIN ("
+                   + self._scan_sql("content_hash, vector") + ") s USING (content_hash) GROUP BY s.content_hash")
+            for batch in con.execute(sql).to_arrow_reader(chunk_rows):
+                if batch.num_rows:
+                    vec = batch.column(1)
+                    values = vec.values.to_numpy(zero_copy_only=False)[vec.offset * dim : (vec.offset + len(vec)) * dim]
+                    yield batch.column(0).to_pylist(), values.reshape(-1, dim)
+        finally:
+            con.close()
+
+    def _matched(self, product_ids: Sequence[str], content_hashes: Sequence[str | None] | None, chunk_rows: int):
+        """(row positions, vectors) of the stored vectors the wanted products have, chunk by chunk."""
+        dim = self.dim or 0
+        cols = {"idx": pa.array(np.arange(len(product_ids), dtype=np.int64)), "product_id": pa.array(product_ids, pa.string())}
         if content_hashes is not None:
             cols["content_hash"] = pa.array(content_hashes, pa.string())
             on = "USING (product_id, content_hash)"
@@ -133,13 +181,14 @@ class EmbeddingStore:
                 + " QUALIFY row_number() OVER (PARTITION BY product_id ORDER BY encoded_at DESC) = 1"
             )
         con = duckdb.connect()
-        con.register("wanted", pa.table(cols))
-        got = con.sql(f"SELECT w.idx, s.vector FROM wanted w JOIN ({src}) s {on}").to_arrow_table()
-        con.close()
-        if got.num_rows:
-            idx = got["idx"].to_numpy()
-            vec = got["vector"].combine_chunks()
-            values = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-            matrix[idx] = values
-            mask[idx] = True
-        return matrix, mask
+        try:
+            con.register("wanted", pa.table(cols))
+            reader = con.execute(f"SELECT w.idx, s.vector FROM wanted w JOIN ({src}) s {on}").to_arrow_reader(chunk_rows)
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                vec = batch.column(1)
+                values = vec.values.to_numpy(zero_copy_only=False)[vec.offset * dim : (vec.offset + len(vec)) * dim]
+                yield batch.column(0).to_numpy(), values.reshape(-1, dim)
+        finally:
+            con.close()

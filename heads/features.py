@@ -5,6 +5,11 @@ Heads never read files themselves: vectors come in bulk from the embedding store
 input (image bytes or title text), so a stale vector is treated as missing rather than mixed in.
 A product missing a modality keeps a zero block and a False in `found`; each head turns `found`
 into a missing-indicator input, so it knows the difference between "absent" and "zero".
+
+Blocks of the hashing and columns families are held as scipy CSR matrices (`Block.is_sparse`):
+two 4096-d hashed title encoders are 32 KB a product as dense float32 (32 GB at a million
+products) but a few hundred bytes as non-zeros. Heads densify the rows of one batch at a time
+(`dense_rows`), so a sparse and a dense copy of the same block give the same numbers.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
+from scipy import sparse as sp
+
 from features.identity import encoder_id as make_encoder_id
 from features.store import HASH_COLUMN, EmbeddingStore
 from warehouse.layout import Warehouse
@@ -22,6 +29,23 @@ from warehouse.errors import VitrineError
 
 class FeatureMismatch(VitrineError, ValueError):
     """Features come from encoder ids or dimensions the model was not trained on."""
+
+
+SPARSE_FAMILIES = ("hashing", "columns")  # encoder families whose vectors are mostly zeros
+Matrix = np.ndarray | sp.csr_matrix
+
+
+def dense_rows(m: Matrix, rows: np.ndarray | None = None) -> np.ndarray:
+    """The rows `rows` (None: all) of a dense or CSR block, as dense float32: what a head computes on."""
+    if sp.issparse(m):
+        return np.asarray((m if rows is None else m[rows]).toarray(), dtype=np.float32)
+    return m if rows is None else m[rows]
+
+
+def row_chunks(n: int, size: int):
+    """Consecutive row ranges of at most `size` rows (bounded memory for whole-block passes)."""
+    for start in range(0, n, max(size, 1)):
+        yield np.arange(start, min(start + size, n))
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,11 @@ class Block:
     def from_dict(cls, d: Mapping) -> "Block":
         return cls(name=d["name"], encoder_id=d["encoder_id"], input=d["input"], dim=d.get("dim"),
                    exclude=tuple(d.get("exclude") or ()))
+
+    @property
+    def is_sparse(self) -> bool:
+        """Read as CSR: the hashing and columns families (hashed n-grams, one-hots) are mostly zeros."""
+        return self.encoder_id.split(":", 1)[0] in SPARSE_FAMILIES
 
     def layout(self):
         """The column layout of a columns encoder (its model is the second part of the encoder id)."""
@@ -102,11 +131,14 @@ def product_columns(blocks: Sequence[Block]) -> list[str]:
 
 @dataclass
 class Features:
-    """Per-encoder matrices aligned to `product_ids`; missing rows are zeros with found=False."""
+    """Per-encoder matrices aligned to `product_ids`; missing rows are zeros with found=False.
+
+    A matrix is dense float32 or, for a sparse block, scipy CSR float32 (see `dense_rows`).
+    """
 
     product_ids: list[str]
     blocks: list[Block]
-    matrices: dict[str, np.ndarray]
+    matrices: dict[str, Matrix]
     found: dict[str, np.ndarray]
 
     @property
@@ -172,10 +204,12 @@ def blocks_with_inputs(wh: Warehouse, products: pa.Table, blocks: Sequence[Block
     return kept, notes
 
 
-def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True) -> Features:
+def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True,
+                  sparse: bool = True) -> Features:
     """Bulk-read every block's vectors for the products (columns product_id + *_sha256).
 
     Blocks with a known `dim` (a trained model's) refuse a store holding another dimension.
+    `sparse`: sparse blocks come back as CSR (False: every block dense, as before CSR existed).
     """
     ids = products["product_id"].to_pylist()
     mats: dict[str, np.ndarray] = {}
@@ -193,7 +227,8 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
                         f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first"
                     )
                 raise FeatureMismatch(f"encoder {b.encoder_id!r} has no vectors and no known dimension")
-            mats[b.encoder_id] = np.zeros((len(ids), b.dim), dtype=np.float32)
+            mats[b.encoder_id] = (sp.csr_matrix((len(ids), b.dim), dtype=np.float32) if sparse and b.is_sparse
+                                  else np.zeros((len(ids), b.dim), dtype=np.float32))
             found[b.encoder_id] = np.zeros(len(ids), dtype=bool)
             resolved.append(b)
             continue
@@ -202,7 +237,7 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
             raise FeatureMismatch(
                 f"encoder {b.encoder_id!r} stores {store.dim}-d vectors but the model was trained on {b.dim}-d ones"
             )
-        m, f = store.read_matrix(ids, input_hashes(products, b))
+        m, f = store.read_matrix(ids, input_hashes(products, b), sparse=sparse and b.is_sparse)
         mats[b.encoder_id], found[b.encoder_id] = (m if kept is None else m[:, kept]), f
         resolved.append(Block(b.name, b.encoder_id, b.input, seen, b.exclude))
     return Features(ids, resolved, mats, found)
@@ -224,8 +259,9 @@ def check_features(features: Features, trained: Sequence[Block]) -> None:
 
 
 def from_arrays(product_ids: Sequence[str], blocks: Sequence[Block], arrays: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Features:
-    """Features from in-memory (matrix, found) pairs keyed by encoder id (tests, benchmarks)."""
-    mats = {k: np.asarray(v[0], dtype=np.float32) for k, v in arrays.items()}
+    """Features from in-memory (matrix, found) pairs keyed by encoder id (tests, benchmarks); CSR kept."""
+    mats = {k: (sp.csr_matrix(v[0], dtype=np.float32) if sp.issparse(v[0]) else np.asarray(v[0], dtype=np.float32))
+            for k, v in arrays.items()}
     found = {k: np.asarray(v[1], dtype=bool) for k, v in arrays.items()}
     return Features(list(product_ids), list(blocks), mats, found)
 

@@ -27,7 +27,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from heads.features import Features
+from heads.features import Features, dense_rows, row_chunks
 from heads.settings import TrainSettings
 from heads.targets import TargetSpec, labelled
 from warehouse.layout import safe_name
@@ -80,8 +80,12 @@ class LightGBMHead:
     def _fit_pca(self, feats: Features) -> None:
         s = self.settings.lightgbm
         want = max(s.reduce_dim, s.stack_dim)
+        rng = np.random.default_rng(self.settings.seed)
         for b in feats.blocks:
-            x = feats.matrices[b.encoder_id][feats.found[b.encoder_id]]
+            rows = np.flatnonzero(feats.found[b.encoder_id])
+            if len(rows) > s.pca_fit_rows:  # a seeded sample fits the projection; every row is projected
+                rows = np.sort(rng.choice(rows, s.pca_fit_rows, replace=False))
+            x = dense_rows(feats.matrices[b.encoder_id], rows)
             k = min(want, x.shape[1], max(x.shape[0] - 1, 0))
             if k < 1:
                 self.pcas[b.encoder_id] = None
@@ -102,7 +106,9 @@ class LightGBMHead:
             pca = self.pcas[eid]
             z = np.zeros((feats.n, 0 if pca is None else pca.n_components_), dtype=np.float64)
             if pca is not None and f.any():
-                z[f] = pca.transform(m[f].astype(np.float64))
+                idx = np.flatnonzero(f)
+                for part in row_chunks(len(idx), 8192):  # a chunk densified at a time (sparse blocks)
+                    z[idx[part]] = pca.transform(dense_rows(m, idx[part]).astype(np.float64))
             blocks.append(z)
             missing.append((~f).astype(np.float64))
         return blocks, np.column_stack(missing) if missing else np.zeros((feats.n, 0))
@@ -113,7 +119,7 @@ class LightGBMHead:
         blocks, missing = self._reduced(feats)
         tree = [z if s.reduce_dim == 0 else z[:, : s.reduce_dim] for z in blocks]
         if s.reduce_dim == 0:  # raw vectors, as asked
-            tree = [feats.matrices[eid].astype(np.float64) for eid in self.block_order]
+            tree = [dense_rows(feats.matrices[eid]).astype(np.float64) for eid in self.block_order]
         lin = [z[:, : s.stack_dim] for z in blocks]
         return np.hstack(tree + [missing]), np.hstack(lin + [missing])
 

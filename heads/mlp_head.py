@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from heads.features import Features
+from heads.features import Features, Matrix, dense_rows, row_chunks
 from heads.settings import TrainSettings
 from heads.targets import TargetSpec
 
@@ -78,23 +78,36 @@ STD_FLOOR = 1e-6  # stored std of inputs that are constant on the training rows
 SPARSE_ZEROS = 0.5  # a block with more zeros than this share is scaled as a whole
 
 
-def input_scale(x: np.ndarray, dense: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-input mean and std of one block on its training rows.
+def input_scale(x: Matrix, dense: np.ndarray | None = None, rows: np.ndarray | None = None,
+                chunk_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input mean and std of one block on its training rows `rows` (None: every row).
 
     Dense embeddings: each input's own std. Sparse blocks (hashed n-grams, mostly zeros): one
     std shared by the whole block, since dividing by each input's own std would blow a title
     word seen twice in training up to a huge value. Inputs constant on the training rows get
     STD_FLOOR, which `_inverse_std` turns into a zero weight. `dense`: positions scaled by their own
     std whatever the block (the numeric values of a columns block, beside its hashed one-hots).
+    The sums run over `chunk_rows` densified rows at a time in float64, so a CSR and a dense copy
+    of a block give the same mean and std, and a million rows never need a second dense copy.
     """
-    mean = x.mean(axis=0).astype(np.float32)
-    std = x.std(axis=0)
+    rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
+    d = x.shape[1]
+    if len(rows) == 0:
+        return np.zeros(d, dtype=np.float32), np.full(d, STD_FLOOR, dtype=np.float32)
+    total, squares, zeros = np.zeros(d), np.zeros(d), 0
+    for part in row_chunks(len(rows), chunk_rows):
+        c = dense_rows(x, rows[part]).astype(np.float64)
+        total += c.sum(axis=0)
+        squares += (c * c).sum(axis=0)
+        zeros += int(np.count_nonzero(c == 0))
+    mean = total / len(rows)
+    std = np.sqrt(np.maximum(squares / len(rows) - mean**2, 0.0))
     own = std.copy()
-    if (x == 0).mean() > SPARSE_ZEROS:
-        std = np.where(std > STD_FLOOR, np.sqrt((std**2).sum() / x.shape[1]), std)
+    if zeros / (len(rows) * d) > SPARSE_ZEROS:
+        std = np.where(std > STD_FLOOR, np.sqrt((std**2).sum() / d), std)
     if dense is not None and len(dense):
         std[dense] = own[dense]
-    return mean, np.maximum(std, STD_FLOOR).astype(np.float32)
+    return mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32)
 
 
 class MLPHead:
@@ -124,23 +137,28 @@ class MLPHead:
         std = self.std[eid]
         return np.where(std > STD_FLOOR, 1.0 / np.maximum(std, STD_FLOOR), 0.0).astype(np.float32)
 
-    def _inputs(self, feats: Features) -> np.ndarray:
-        """Standardised blocks, each scaled to the same total variance, plus missing indicators.
+    def _inputs(self, feats: Features, rows: np.ndarray | None = None) -> np.ndarray:
+        """Standardised blocks of the rows `rows` (None: all), each scaled to the same total
+        variance, plus missing indicators.
 
         Without the block scaling a 1280-d image block outweighs a 384-d title block 3:1 at the
         first layer whatever each is worth; scaled, every encoder starts on an equal footing.
+        Built for one batch at a time: the whole standardised input of a million products would
+        be a second dense copy of every block.
         """
         parts, missing = [], []
         for eid in self.block_order:
-            m, f = feats.matrices[eid], feats.found[eid]
+            m, f = dense_rows(feats.matrices[eid], rows), feats.found[eid]
+            f = f if rows is None else f[rows]
             z = (m - self.mean[eid]) * self._inverse_std(eid) * np.float32(np.sqrt(BLOCK_VARIANCE / m.shape[1]))
             z[~f] = 0.0
             parts.append(z.astype(np.float32))
             missing.append((~f).astype(np.float32))
         return np.hstack(parts + [np.column_stack(missing)])
 
-    def _loss(self, out: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> torch.Tensor:
-        total = torch.zeros(())
+    def _loss_sums(self, out: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, int]]:
+        """Per target with labels in the batch: (summed loss over its labelled rows, their number)."""
+        sums = {}
         lo, hi = self.settings.mlp.quantiles
         tau = self.settings.mlp.logit_adjust
         for s in self.specs:
@@ -151,13 +169,35 @@ class MLPHead:
                     logits = out[s.name][keep]
                     if tau > 0:
                         logits = logits + tau * torch.from_numpy(self.log_prior[s.name])
-                    total = total + nn.functional.cross_entropy(logits, y[keep])
+                    sums[s.name] = (nn.functional.cross_entropy(logits, y[keep], reduction="sum"), int(keep.sum()))
             else:
                 keep = torch.isfinite(y)
                 if keep.any():
                     o, t = out[s.name][keep], y[keep]
-                    total = total + nn.functional.mse_loss(o[:, 0], t) + _pinball(o[:, 1], t, lo) + _pinball(o[:, 2], t, hi)
+                    n = int(keep.sum())
+                    sums[s.name] = (nn.functional.mse_loss(o[:, 0], t, reduction="sum")
+                                    + n * (_pinball(o[:, 1], t, lo) + _pinball(o[:, 2], t, hi)), n)
+        return sums
+
+    def _loss(self, out: dict[str, torch.Tensor], ys: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum over targets of each target's mean loss over its labelled rows."""
+        total = torch.zeros(())
+        for value, n in self._loss_sums(out, ys).values():
+            total = total + value / n
         return total
+
+    def _val_loss(self, net: "FusionNet", feats: Features, val: np.ndarray, yva: dict[str, torch.Tensor],
+                  chunk_rows: int = 8192) -> float:
+        """`_loss` over every validation row, computed a chunk at a time (same value, bounded memory)."""
+        sums: dict[str, list] = {}
+        with torch.no_grad():
+            for part in row_chunks(len(val), chunk_rows):
+                out = net(torch.from_numpy(self._inputs(feats, val[part])))
+                for k, (v, n) in self._loss_sums(out, {t: y[part] for t, y in yva.items()}).items():
+                    acc = sums.setdefault(k, [0.0, 0])
+                    acc[0] += float(v)
+                    acc[1] += n
+        return float(sum(v / n for v, n in sums.values()))
 
     def _targets(self, y: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, torch.Tensor]:
         out = {}
@@ -174,9 +214,8 @@ class MLPHead:
         self.block_order = [b.encoder_id for b in feats.blocks]
         for b in feats.blocks:
             eid = b.encoder_id
-            m, f = feats.matrices[eid][train], feats.found[eid][train]
-            x = m[f] if f.any() else np.zeros((1, m.shape[1]), dtype=np.float32)
-            self.mean[eid], self.std[eid] = input_scale(x, b.numeric_positions())
+            rows = train[feats.found[eid][train]]
+            self.mean[eid], self.std[eid] = input_scale(feats.matrices[eid], b.numeric_positions(), rows)
         for s in self.specs:
             if s.kind == "classification":
                 v = y[s.name][train]
@@ -187,44 +226,45 @@ class MLPHead:
                 v = v[np.isfinite(v)]
                 self.y_mu[s.name] = float(v.mean()) if len(v) else 0.0
                 self.y_sd[s.name] = float(max(v.std(), 1e-6)) if len(v) else 1.0
-        x_all = self._inputs(feats)
-        xtr, xva = torch.from_numpy(x_all[train]), torch.from_numpy(x_all[val])
         ytr, yva = self._targets(y, train), self._targets(y, val)
         self.nets, self.epochs_run = [], []
         with _threads(ms.threads):
             for member in range(ms.ensemble):
-                net, epochs, best = self._fit_one(self.settings.seed + member, xtr, ytr, xva, yva)
+                net, epochs, best = self._fit_one(self.settings.seed + member, feats, train, ytr, val, yva)
                 self.nets.append(net)
                 self.epochs_run.append(epochs)
                 log(f"  mlp {member + 1}/{ms.ensemble}: {len(train)} train rows, {epochs} epochs, best val loss {best:.4f}")
         return self
 
-    def _fit_one(self, seed: int, xtr, ytr, xva, yva) -> tuple[FusionNet, int, float]:
-        """One seeded net, early-stopped on the validation loss: (net, epochs run, best loss)."""
+    def _fit_one(self, seed: int, feats: Features, train: np.ndarray, ytr, val: np.ndarray, yva) -> tuple[FusionNet, int, float]:
+        """One seeded net, early-stopped on the validation loss: (net, epochs run, best loss).
+
+        Each batch's inputs are standardised from the stored blocks as it is drawn (see `_inputs`).
+        """
         ms = self.settings.mlp
         torch.manual_seed(seed)
-        net = FusionNet(xtr.shape[1], ms.hidden, ms.dropout, self._outputs(), wide=ms.wide)
+        net = FusionNet(self.in_dim(), ms.hidden, ms.dropout, self._outputs(), wide=ms.wide)
         opt = torch.optim.AdamW(net.parameters(), lr=ms.lr, weight_decay=ms.weight_decay)
         gen = torch.Generator().manual_seed(seed)
         best, best_state, bad, epochs = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
         for epoch in range(ms.max_epochs):
             net.train()
-            order = torch.randperm(len(xtr), generator=gen)
-            for i in range(0, len(xtr), ms.batch_size):
+            order = torch.randperm(len(train), generator=gen)
+            for i in range(0, len(train), ms.batch_size):
                 b = order[i : i + ms.batch_size]
-                loss = self._loss(net(xtr[b]), {k: v[b] for k, v in ytr.items()})
+                xb = torch.from_numpy(self._inputs(feats, train[b.numpy()]))
+                loss = self._loss(net(xb), {k: v[b] for k, v in ytr.items()})
                 if not loss.requires_grad:
                     continue
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             epochs = epoch + 1
-            if len(xva) == 0:
+            if len(val) == 0:
                 best_state = copy.deepcopy(net.state_dict())
                 continue
             net.eval()
-            with torch.no_grad():
-                vl = float(self._loss(net(xva), yva))
+            vl = self._val_loss(net, feats, val, yva)
             if vl < best - 1e-6:
                 best, best_state, bad = vl, copy.deepcopy(net.state_dict()), 0
             else:
@@ -238,11 +278,10 @@ class MLPHead:
     def predict(self, feats: Features, batch_rows: int = 8192) -> dict[str, np.ndarray]:
         """Per target: class probabilities (n, C), or log [value, lower, upper] (n, 3)."""
         assert self.nets, "model not trained or loaded"
-        x = self._inputs(feats)
         chunks: dict[str, list[np.ndarray]] = {s.name: [] for s in self.specs}
         with torch.no_grad():
-            for i in range(0, max(len(x), 1), batch_rows):
-                xb = torch.from_numpy(x[i : i + batch_rows])
+            for part in (row_chunks(feats.n, batch_rows) if feats.n else [np.arange(0)]):
+                xb = torch.from_numpy(self._inputs(feats, part))
                 outs = [net(xb) for net in self.nets]
                 for s in self.specs:
                     if s.kind == "classification":

@@ -25,6 +25,9 @@ class LightGBMSettings(Strict):
     )
     stack_dim: int = Field(256, ge=1, description="PCA components per encoder seen by the stacked linear model")
     stack_folds: int = Field(5, ge=2)
+    pca_fit_rows: int = Field(
+        200_000, ge=2, description="rows a block's PCA is fitted on (a seeded sample above it; every row is projected)"
+    )
     quantiles: tuple[float, float] = Field((0.1, 0.9), description="prediction interval of regression targets")
 
 
@@ -74,6 +77,10 @@ class TrainSettings(Strict):
     calibration_size: float = Field(
         0.1, ge=0, lt=1, description="share of rows held out of the evaluation fit to calibrate the price interval "
         "(conformalised quantiles); only when a regression target is trained; 0 = uncalibrated",
+    )
+    sparse_features: bool = Field(
+        True, description="hold hashing and columns blocks as sparse matrices while training (false: dense, "
+        "32 KB a product for two 4096-d hashed encoders); both give the same model",
     )
     min_class_count: int = Field(
         10, ge=2, description="classes with fewer labelled rows are merged into '__other__'"

@@ -155,7 +155,7 @@ def train(
     blocks, notes2 = without_targets(blocks, [s.name for s in specs])
     for msg in notes + notes2:
         log(msg)
-    feats = read_features(wh, products, blocks)
+    feats = read_features(wh, products, blocks, sparse=ts.sparse_features)
     true_names = {s.name: label_strings(products[s.name]) for s in specs if s.kind == "classification"}
     cov = coverage(feats)
     for b in feats.blocks:

@@ -218,3 +218,33 @@ def test_auto_decodes_inline_when_the_model_threads_fill_every_core(tmp_path):
     assert decode_workers(3, threads=cores) == 3  # an explicit number is taken as given
     with pytest.raises(ValueError):
         EncodeSettings(num_workers="many")
+
+
+def test_same_content_is_encoded_once_and_copied_to_new_products(tmp_path, tiny_bert_dir, tiny_timm_ckpt):
+    wh, rows = make_catalog(tmp_path, 6)
+    # p0003 re-lists p0001's photo and title; p0004 shares p0001's photo only
+    rows[3]["image_path"], rows[3]["title"] = rows[1]["image_path"], rows[1]["title"]
+    rows[4]["image_path"] = rows[1]["image_path"]
+    broken = tmp_path / "images" / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    rows[0]["image_path"] = rows[5]["image_path"] = str(broken)  # one undecodable photo, twice
+    write_products(wh, rows)
+    encs = {"image": timm_spec(tiny_timm_ckpt), "title": bert_spec(tiny_bert_dir)}
+    first = {r.name: r for r in encode(wh, encs, settings(), progress=False)}
+    assert (first["image"].encoded, first["image"].reused) == (4, 2)  # p1, p2 inferred; p3, p4 copies
+    assert sorted(pid for pid, _ in first["image"].failed) == ["p0000", "p0005"]  # the copy of a failure fails too
+    assert (first["title"].encoded, first["title"].reused) == (6, 1)
+    ids = [r["product_id"] for r in rows]
+    img, found = EmbeddingStore(wh, first["image"].encoder_id).read_matrix(ids)
+    assert found.tolist() == [False, True, True, True, True, False]
+    assert np.array_equal(img[3], img[1]) and np.array_equal(img[4], img[1]) and not np.array_equal(img[2], img[1])
+
+    # a new product with a photo and title already stored: copied; no title model loaded (the
+    # image model loads to retry the undecodable photo, which fails again for both products)
+    rows.append({"product_id": "p0100", "title": rows[2]["title"], "image_path": rows[2]["image_path"]})
+    write_products(wh, rows)
+    again = {r.name: r for r in encode(wh, encs, settings(), progress=False)}
+    assert [(r.encoded, r.reused) for r in again.values()] == [(1, 1), (1, 1)]
+    assert again["title"].load_seconds == 0.0 and len(again["image"].failed) == 2
+    img, found = EmbeddingStore(wh, first["image"].encoder_id).read_matrix(["p0100", "p0002"])
+    assert found.all() and np.array_equal(img[0], img[1])
