@@ -164,7 +164,7 @@ def encode_one(
     if store.dim is not None and store.dim != enc.dim:
         raise EncoderMismatch(f"store of {eid!r} holds {store.dim}-d vectors but the encoder makes {enc.dim}-d ones")
     store.dim = report.dim = enc.dim
-    mapper = Mapper(enc, resolve_precision(settings.precision))
+    mapper = Mapper(enc, resolve_precision(settings.precision, spec.input))
     writer = ChunkWriter(store, settings.chunk_rows)
     batch_size = spec.batch_size or settings.batch_size
 

@@ -7,6 +7,10 @@ bf16 encodes its first batch both ways and compares them: the mean cosine of its
 fp32 twins (drift of the whole space) and the lowest (one photo gone astray). Below either bound,
 `auto` falls back to fp32 for that run and says so; an explicit `bf16` stops with a message. So a
 change of precision never puts incomparable vectors under one id, and the id need not carry it.
+
+`auto` takes bf16 for image encoders only. A title transformer on short, dynamically padded
+batches runs slower under autocast on this machine's CPU (MiniLM at batch 32: bf16 about 0.6x the
+fp32 rate; BENCHMARKS.md, Encoding: titles in fp32 and bf16), where a CNN runs 1.3x faster.
 """
 from __future__ import annotations
 
@@ -32,10 +36,11 @@ def native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
-def resolve(setting: str) -> Precision:
-    """The precision a run uses: `auto` is bf16 where the CPU has native bf16, else fp32."""
+def resolve(setting: str, input_kind: str = "image") -> Precision:
+    """The precision a run uses: `auto` is bf16 for an image encoder where the CPU has native bf16,
+    else fp32 (titles: see the module's docstring)."""
     if setting == "auto":
-        return "bf16" if native_bf16() else "fp32"
+        return "bf16" if input_kind == "image" and native_bf16() else "fp32"
     if setting not in ("fp32", "bf16"):
         raise ValueError(f"unknown precision {setting!r}: use fp32, bf16 or auto")
     return setting  # type: ignore[return-value]

@@ -44,8 +44,8 @@ class EncodeSettings(Strict):
     shards: int = Field(1, ge=1, description="encode shards run as separate Prefect tasks")
     precision: Literal["fp32", "bf16", "auto"] = Field(
         "auto",
-        description="forward-pass precision: bf16 (CPU autocast), fp32, or auto = bf16 where the CPU has native "
-        "bf16 (AVX-512 BF16 / AMX), else fp32; bf16 vectors share the encoder id only within bf16_min_cosine",
+        description="forward-pass precision: bf16 (CPU autocast), fp32, or auto = bf16 for image encoders where the "
+        "CPU has native bf16 (AVX-512 BF16 / AMX), else fp32 (titles run slower under autocast); bf16 vectors share the encoder id only within bf16_min_cosine",
     )
     bf16_mean_cosine: float = Field(
         0.998, gt=0, le=1,

@@ -78,6 +78,9 @@ class TrainSettings(Strict):
         0.1, ge=0, lt=1, description="share of rows held out of the evaluation fit to calibrate the price interval "
         "(conformalised quantiles); only when a regression target is trained; 0 = uncalibrated",
     )
+    max_rows: int | None = Field(
+        None, ge=10, description="train on a seeded sample of this many labelled products (None: all of them)",
+    )
     sparse_features: bool = Field(
         True, description="hold hashing and columns blocks as sparse matrices while training (false: dense, "
         "32 KB a product for two 4096-d hashed encoders); both give the same model",

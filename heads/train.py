@@ -149,6 +149,9 @@ def train(
     for s in specs:
         rows |= labelled(s, y[s.name])
     take = np.flatnonzero(rows)
+    if ts.max_rows is not None and len(take) > ts.max_rows:
+        log(f"training on a seeded sample of {ts.max_rows} of {len(take)} labelled products (train.max_rows)")
+        take = np.sort(np.random.default_rng(ts.seed).choice(take, ts.max_rows, replace=False))
     products = products.take(pa.array(take))
     y = {k: v[take] for k, v in y.items()}
     blocks, notes = blocks_with_inputs(wh, products, blocks_from_settings(settings))

@@ -92,3 +92,11 @@ def test_precision_settings_are_checked():
         EncodeSettings(bf16_min_cosine=1.5)
     with pytest.raises(ValidationError):
         EncodeSettings(bf16_mean_cosine=0)
+
+
+def test_auto_is_bf16_for_images_only_and_only_on_native_bf16():
+    from features.precision import native_bf16, resolve
+
+    assert resolve("auto", "title") == "fp32"
+    assert resolve("auto", "image") == ("bf16" if native_bf16() else "fp32")
+    assert resolve("bf16", "title") == "bf16" and resolve("fp32", "image") == "fp32"
