@@ -152,10 +152,13 @@ def encode(
     wh, sess = session(s, "encode", {"encoders": encoder or sorted(s.encoders)})
     with sess as run:
         reports = run_encode(wh, s.encoders, s.encode, names=encoder or None, progress=True)
-        run.counts = {r.name: {"encoded": r.encoded, "already_stored": r.already_stored, "failed": len(r.failed)} for r in reports}
-    t = Table("encoder", "id", "dim", "candidates", "already stored", "encoded", "no input", "failed", "seconds", title="encode")
+        run.counts = {r.name: {"encoded": r.encoded, "reused": r.reused, "already_stored": r.already_stored,
+                               "failed": len(r.failed)} for r in reports}
+    t = Table("encoder", "id", "dim", "candidates", "already stored", "encoded", "of which reused", "no input", "failed",
+              "seconds", title="encode")
     for r in reports:
-        t.add_row(r.name, r.encoder_id, str(r.dim), str(r.candidates), str(r.already_stored), str(r.encoded), str(r.skipped_no_input), str(len(r.failed)), f"{r.seconds:.1f}")
+        t.add_row(r.name, r.encoder_id, str(r.dim), str(r.candidates), str(r.already_stored), str(r.encoded), str(r.reused),
+                  str(r.skipped_no_input), str(len(r.failed)), f"{r.seconds:.1f}")
     out.print(t)
     for r in reports:
         for pid, why in r.failed[:10]:

@@ -110,8 +110,9 @@ def encode_sharded(s: Settings) -> dict:
     totals: dict[str, dict] = {}
     for f in futures:
         for r in f.result():
-            t = totals.setdefault(r["name"], {"encoder_id": r["encoder_id"], "candidates": 0, "already_stored": 0, "encoded": 0, "skipped_no_input": 0, "failed": 0})
-            for k in ("candidates", "already_stored", "encoded", "skipped_no_input", "failed"):
+            keys = ("candidates", "already_stored", "encoded", "reused", "skipped_no_input", "failed")
+            t = totals.setdefault(r["name"], {"encoder_id": r["encoder_id"], **{k: 0 for k in keys}})
+            for k in keys:
                 t[k] += r[k]
     return totals
 
