@@ -144,6 +144,9 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=1_000_000)
     ap.add_argument("--train-rows", type=int, default=20_000)
     ap.add_argument("--churn", type=float, default=0.01)
+    ap.add_argument("--titles", choices=["recombined", "real"], default="recombined",
+                    help="real: the real titles repeated (a first run of minutes: repeated titles are copied by "
+                    "content hash, not encoded); the nightly's new and changed titles are new texts either way")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
@@ -151,7 +154,10 @@ def main() -> None:
     src = args.work / "catalog.csv"
     cfg = config(args.work, src)
     t0 = time.perf_counter()
-    cols = catalog(real_products(), args.products)
+    real = real_products()
+    cols = catalog(real, args.products)
+    if args.titles == "real":
+        cols["title"] = cols["title"][np.arange(args.products) % len(real)]
     distinct = {k: len(set(cols[k].tolist())) for k in ("title", "image")}
     write_catalog(cols, src, args.train_rows)
     for s in (["ingest", str(src)], ["encode"], ["train"]):

@@ -79,7 +79,7 @@ def main() -> None:
     config(args.work, src)
     real = real_products()
     cols = catalog(real, args.products)
-    cols["title"] = cols["title"][np.arange(args.products) % len(real)]  # the real titles, in turn: no recombination
+    cols["title"] = cols["title"][np.arange(args.products) % len(real)]  # as scale.py --titles real
     write_catalog(cols, src)
     distinct = {k: len(set(cols[k].tolist())) for k in ("title", "image")}
     full = variant(args.work, "full", args.epochs, sparse_features=True, max_rows=None)
