@@ -46,6 +46,7 @@ FASHION_TARGETS = ["master_category", "sub_category", "article_type", "gender", 
 CLS_METRICS = ["accuracy", "accuracy_true", "macro_f1", "macro_f1_true", "top3_accuracy"]
 REG_METRICS = ["r2_log", "r2", "mae", "mape", "interval_coverage", "interval_median_width"]
 COLOUR = {"family": "colour", "model": "hsv:12x3x3+4", "input": "image"}
+WIDE_CHARS = {"family": "hashing", "model": "char_wb:2-5:16384", "input": "title"}
 MYNTRA_COLUMNS = {"family": "columns", "model": "cat=brand,gender,primary_colour;num=num_images;dim=2048", "input": "columns"}
 
 
@@ -501,7 +502,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="heads trained on every configuration (blend: train.blend.members mixed on validation)")
     ap.add_argument("--blend-members", nargs="+", default=None, choices=[h for h in HEADS if h != "blend"],
                     help="members of the blend head (default: the config's train.blend.members)")
-    ap.add_argument("--myntra-configs", nargs="+", default=None, choices=["text", "text+columns"],
+    ap.add_argument("--blend-prior-tau", nargs="+", type=float, default=None,
+                    help="candidates of the blend's post-hoc logit adjustment (default: the config's train.blend.prior_tau)")
+    ap.add_argument("--wide-chars", action="store_true",
+                    help="Myntra: add title character 2-5-grams hashed into 16,384 slots (config text+columns+wide; "
+                         "the neighbours of the knn head are found on them)")
+    ap.add_argument("--myntra-configs", nargs="+", default=None, choices=["text", "text+columns", "text+columns+wide"],
                     help="Myntra feature sets to train (default: text, and text+columns with --columns)")
     ap.add_argument("--ceiling", action="store_true",
                     help="Myntra: also fit the probes of benchmarks/price_ceiling.py on the same split, for the goal check")
@@ -538,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.train.mlp.ensemble = args.mlp_ensemble
     if args.blend_members:
         settings.train.blend.members = list(args.blend_members)
+    if args.blend_prior_tau:
+        settings.train.blend.prior_tau = list(args.blend_prior_tau)
     if args.features:
         settings.train.features = list(args.features)
     if args.colour:
@@ -577,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.columns:
             settings.encoders["columns"] = EncoderSpec(**MYNTRA_COLUMNS)
             configs["text+columns"] = text + ["columns"]
+            if args.wide_chars:
+                settings.encoders["title_chars_wide"] = EncoderSpec(**WIDE_CHARS)
+                settings.train.knn.features = ["title_chars_wide"]
+                configs["text+columns+wide"] = text + ["columns", "title_chars_wide"]
         if args.myntra_configs:
             configs = {k: configs[k] for k in args.myntra_configs}
         names = list(dict.fromkeys(n for v in configs.values() for n in v))

@@ -82,6 +82,10 @@ class BlendSettings(Strict):
         description="heads fitted on the same rows and mixed per target with weights picked on the validation rows",
     )
     step: float = Field(0.05, gt=0, le=1, description="grid step of the member weights (they sum to 1)")
+    prior_tau: list[float] = Field(
+        default_factory=lambda: [0.0], description="post-hoc logit adjustment of classification targets: candidates "
+        "tau (probabilities / prior**tau); the best validation macro-F1 that keeps validation accuracy wins; [0] = off",
+    )
     quantiles: tuple[float, float] = Field(
         (0.1, 0.9), description="the interval the members' ends are mixed into; the conformal calibration aims at its coverage"
     )

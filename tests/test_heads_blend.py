@@ -55,7 +55,7 @@ def settings(members=("linear", "knn")) -> TrainSettings:
     return TrainSettings(
         features=["title", "title_chars"], classification_targets=["kind"], regression_targets=["price"],
         linear=LinearSettings(C=[0.3, 3.0], alpha=[0.1, 1.0]), knn=KNNSettings(k=[1, 3, 8]),
-        blend=BlendSettings(members=list(members), step=0.1),
+        blend=BlendSettings(members=list(members), step=0.1, prior_tau=[0.0, 0.5, 1.0]),
         mlp=MLPSettings(hidden=32, max_epochs=15, patience=3, ensemble=1, threads=1, batch_size=64),
     )
 
@@ -113,6 +113,7 @@ def test_reloaded_blend_predicts_identically(tmp_path):
     again = BlendHead.load(tmp_path, ts, SPECS, part)
     a, b = blend.predict(feats.take(TEST)), again.predict(feats.take(TEST))
     assert [n for n, _ in again.members] == ["mlp", "linear", "knn"] and again.weights == blend.weights
+    assert again.tau == blend.tau and set(again.log_prior) == set(blend.log_prior) == {"kind"}
     for s in SPECS:
         assert np.array_equal(a[s.name], b[s.name])
 
@@ -139,3 +140,25 @@ def test_train_heads_blend_from_config_end_to_end(tmp_path):
             a, b = getattr(p1[name], attr), getattr(p2[name], attr)
             assert (a is None and b is None) or np.array_equal(a, b)
     assert np.all(p1["price"].lower <= p1["price"].value) and np.all(p1["price"].value <= p1["price"].upper)
+
+
+def test_prior_adjustment_lifts_macro_f1_without_losing_validation_accuracy():
+    """Long tail, balanced validation rows: dividing by the prior recovers rare classes, and the
+    chosen tau never costs validation accuracy."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    from heads.blend_head import adjust, choose_tau
+    from test_heads_rare import COUNTS, long_tail
+
+    x, y, n_tr = long_tail()
+    p = LogisticRegression(max_iter=500).fit(x[:n_tr], y[:n_tr]).predict_proba(x[n_tr:])
+    log_prior = np.log(np.asarray(COUNTS, dtype=np.float64) / sum(COUNTS))
+    yv = y[n_tr:]
+    tau, f1, acc = choose_tau(yv, p, log_prior, [0.25, 0.5, 1.0])
+    plain = p.argmax(axis=1)
+    assert tau > 0
+    assert f1 > f1_score(yv, plain, average="macro") + 0.05
+    assert acc >= np.mean(plain == yv)
+    assert np.allclose(adjust(p, log_prior, tau).sum(axis=1), 1.0)
+    assert adjust(p, log_prior, 0.0) is p
