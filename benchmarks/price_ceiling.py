@@ -74,8 +74,8 @@ def tuned_knn(x, y, m) -> tuple[np.ndarray, int]:
     return knn.predict(x[m["test"]]), best[1]
 
 
-def probes(titles, cats, y, m) -> list[tuple[str, float, float]]:
-    """(name, test R² on log price, seconds) of each probe."""
+def probes(titles, cats, y, m, threads: int = 1) -> list[tuple[str, float, float]]:
+    """(name, test R² on log price, seconds) of each probe; LightGBM on `threads` threads."""
     out = []
 
     def fit_vec(vec):
@@ -108,7 +108,7 @@ def probes(titles, cats, y, m) -> list[tuple[str, float, float]]:
 
     x = both.astype(np.float32)
     gbm = lgb.LGBMRegressor(n_estimators=3000, learning_rate=0.05, num_leaves=31, min_child_samples=5,
-                            colsample_bytree=0.5, num_threads=2, verbose=-1)
+                            colsample_bytree=0.5, num_threads=threads, verbose=-1)
     gbm.fit(x[m["train"]], y[m["train"]], eval_set=[(x[m["val"]], y[m["val"]])],
             callbacks=[lgb.early_stopping(100, verbose=False)])
     p_gbm = gbm.predict(x[m["test"]])
@@ -122,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/vitrine-quality"), help="the quality run's scratch folder")
     ap.add_argument("--write", action="store_true", help="write the results into BENCHMARKS.md (section Price ceiling)")
+    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads")
     args = ap.parse_args(argv)
     titles, cats, y, masks, model_id = load(args.work)
-    rows = probes(titles, cats, y, masks)
+    rows = probes(titles, cats, y, masks, args.threads)
     cmd = "python benchmarks/price_ceiling.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [stamp(cmd),
              f"Myntra log price, same train / val / test rows as price model `{model_id}` of the Quality run "

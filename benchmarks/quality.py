@@ -33,7 +33,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from features.settings import EncoderSpec  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from heads.metrics import classification_metrics, regression_metrics  # noqa: E402
-from heads.predict import load_model  # noqa: E402
+from heads.predict import HEADS, load_model  # noqa: E402
 from heads.targets import encode_labels, label_strings, log_values  # noqa: E402
 from heads.train import train  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
@@ -46,6 +46,7 @@ FASHION_TARGETS = ["master_category", "sub_category", "article_type", "gender", 
 CLS_METRICS = ["accuracy", "accuracy_true", "macro_f1", "macro_f1_true", "top3_accuracy"]
 REG_METRICS = ["r2_log", "r2", "mae", "mape", "interval_coverage", "interval_median_width"]
 COLOUR = {"family": "colour", "model": "hsv:12x3x3+4", "input": "image"}
+WIDE_CHARS = {"family": "hashing", "model": "char_wb:2-5:16384", "input": "title"}
 MYNTRA_COLUMNS = {"family": "columns", "model": "cat=brand,gender,primary_colour;num=num_images;dim=2048", "input": "columns"}
 
 
@@ -205,6 +206,52 @@ def subset_metrics(wh, model_id: str, target: str, mask: np.ndarray, predicted: 
     return classification_metrics(y[keep], proba[keep], [names[i] for i in keep], spec.classes)
 
 
+def member_results(wh, model_id: str, rare_n: int = 20) -> dict[str, dict]:
+    """Per member of a blend model: its test metrics, test predictions (class names, split order) and
+    rare-class recall, as train.py scores a head fitted alone (the member IS such a fit: same rows,
+    settings and seed), its price interval conformalised on the same calibration rows."""
+    from collections import Counter
+
+    from heads.conformal import apply_calibration, calibrate
+    from heads.features import read_features
+    from heads.metrics import rare_class_recall
+    from heads.train import head_quantiles
+
+    model = load_model(wh, model_id)
+    split = pq.read_table(model.directory / "split.parquet")
+    products = read_products(wh)
+    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
+    part = np.array(split["split"].to_pylist())
+    rows = np.flatnonzero((part == "test") | (part == "calibration"))
+    test, cal = np.flatnonzero(part[rows] == "test"), np.flatnonzero(part[rows] == "calibration")
+    sub = products.take(rows)
+    feats = read_features(wh, sub, model.blocks)
+    names = {t.name: label_strings(products[t.name]) for t in model.targets if t.kind == "classification"}
+    sub_names = {t: label_strings(sub[t]) for t in names}
+    y = {t.name: (encode_labels(sub_names[t.name], t) if t.kind == "classification" else log_values(sub[t.name]))
+         for t in model.targets}
+    out = {}
+    for name, member in model.impl.members:
+        raw = member.predict(feats)
+        lo, hi = head_quantiles(model.impl.settings, name)
+        raw = apply_calibration(raw, calibrate(model.targets, y, raw, cal, hi - lo))
+        res, pred, rare = {}, {}, {}
+        for t in model.targets:
+            if t.name not in raw:
+                continue
+            r = raw[t.name][test]
+            if t.kind == "classification":
+                true = [sub_names[t.name][i] for i in test]
+                res[t.name] = classification_metrics(y[t.name][test], r, true, t.classes)
+                pred[t.name] = np.asarray(t.classes, dtype=object)[r.argmax(axis=1)]
+                counts = Counter(v for v in names[t.name] if v is not None)
+                rare[t.name] = rare_class_recall(true, pred[t.name].tolist(), counts, rare_n)
+            else:
+                res[t.name] = regression_metrics(y[t.name][test], r[:, 0], r[:, 1], r[:, 2])
+        out[name] = {"metrics": res, "predicted": pred, "rare_recall": rare}
+    return out
+
+
 def run_catalog(wh, settings: Settings, targets: list[str], configs: dict[str, list[str]], heads: list[str],
                 variants: list[str] = ("plain",), args=None) -> tuple[dict, dict]:
     """{config[-variant]-head: {target: test metrics}}, timings, and extras (rare recall, subsets).
@@ -233,6 +280,15 @@ def run_catalog(wh, settings: Settings, targets: list[str], configs: dict[str, l
                 results[key] = {t: v["test"] for t, v in m.metrics["targets"].items()}
                 extras["rare_recall"][key] = {t: v.get("rare_recall") for t, v in m.metrics["targets"].items()}
                 print(f"== {key}: {timings[key]:.0f}s", flush=True)
+                if h == "blend":  # each member as a head alone: the same fit, scored the same way
+                    for member, mr in member_results(wh, m.model_id, s.train.rare_classes_reported).items():
+                        mkey = f"{cname}{suffix}-{member}"
+                        if mkey in results:
+                            mkey += " (blend member)"
+                        results[mkey] = mr["metrics"]
+                        extras["rare_recall"][mkey] = mr["rare_recall"]
+                        extras.setdefault("member_pred", {})[mkey] = mr["predicted"]
+                        extras.setdefault("members_of", {})[mkey] = key
     t0 = time.perf_counter()
     base_pred: dict = {}
     results["tfidf-linear"] = tfidf_baseline(wh, first_model, base_pred)
@@ -242,6 +298,8 @@ def run_catalog(wh, settings: Settings, targets: list[str], configs: dict[str, l
     if "base_colour" in targets:
         mask = new_title_rows(wh, first_model)
         sub = {key: subset_metrics(wh, mid, "base_colour", mask) for key, mid in extras["models"].items()}
+        for key, pred in extras.get("member_pred", {}).items():
+            sub[key] = subset_metrics(wh, first_model, "base_colour", mask, pred["base_colour"])
         sub["tfidf-linear"] = subset_metrics(wh, first_model, "base_colour", mask, base_pred["base_colour"])
         extras["new_titles"] = {"rows": int(mask.sum()), "metrics": sub}
     return results, timings, extras
@@ -298,18 +356,25 @@ def _acc(m: dict | None) -> str:
     return f"{m['accuracy']:.4f} ({round((1 - m['accuracy']) * m['n'])} of {m['n']} wrong)"
 
 
+def _is_today(c: str) -> bool:
+    """Today's head: the plain MLP (no balanced variant), on any feature set."""
+    return c.endswith("-mlp") and "balanced" not in c
+
+
 def _goal_lines(res: dict, cols: list[str]) -> list[str]:
-    """Per target: macro-F1 over true classes of the best balanced model vs TF-IDF, accuracy vs the plain one."""
+    """Per target: macro-F1 over true classes of the best model vs TF-IDF, accuracy vs today's plain MLP;
+    then, per model, on how many targets that one model meets both at once (the goal of one current model)."""
     lines = ["Goal check per target (test split): the best model's macro-F1 over the true classes (`macro_f1_true`) "
-             "at least the TF-IDF baseline's, with accuracy no lower than the plain head of this run:", ""]
+             "at least the TF-IDF baseline's, with accuracy no lower than today's plain MLP head of this run:", ""]
+    plain_acc = {}
     for t in FASHION_TARGETS:
         base = res.get("tfidf-linear", {}).get(t)
-        plain = [res[c][t] for c in cols if "balanced" not in c and not c.startswith("tfidf") and t in res[c]]
+        plain = [res[c][t] for c in cols if _is_today(c) and t in res[c]]
         cands = [(c, res[c][t]) for c in cols if not c.startswith("tfidf") and t in res[c]]
         if not base or not cands:
             continue
         name, best = max(cands, key=lambda cm: cm[1].get("macro_f1_true", 0))
-        acc_today = max((m["accuracy"] for m in plain), default=None)
+        acc_today = plain_acc[t] = max((m["accuracy"] for m in plain), default=None)
         f1_ok = best.get("macro_f1_true", 0) >= base.get("macro_f1_true", 1)
         acc_ok = acc_today is None or best["accuracy"] >= acc_today
         lines.append(f"- {t}: {name} macro-F1 (true) {best.get('macro_f1_true', 0):.4f} vs TF-IDF "
@@ -317,6 +382,42 @@ def _goal_lines(res: dict, cols: list[str]) -> list[str]:
                      f"{'–' if acc_today is None else f'{acc_today:.4f}'} → "
                      f"{'met' if f1_ok and acc_ok else 'NOT met'}"
                      + ("" if f1_ok else " (macro-F1 below baseline)") + ("" if acc_ok else " (accuracy below plain)"))
+    lines += ["", "Per model: targets on which that one model meets both (macro-F1 true ≥ TF-IDF and accuracy ≥ "
+              "today's plain MLP):", ""]
+    for c in cols:
+        if c.startswith("tfidf") or _is_today(c):
+            continue
+        met, missed = [], []
+        for t in FASHION_TARGETS:
+            m, base = res[c].get(t), res.get("tfidf-linear", {}).get(t)
+            if not m or not base:
+                continue
+            ok = (m.get("macro_f1_true", 0) >= base.get("macro_f1_true", 1)
+                  and (plain_acc.get(t) is None or m["accuracy"] >= plain_acc[t]))
+            (met if ok else missed).append(t)
+        lines.append(f"- {c}: {len(met)} of {len(met) + len(missed)}" + (f" (not: {', '.join(missed)})" if missed else ""))
+    return lines + [""]
+
+
+def _price_goal_lines(res: dict, ceiling: list | None) -> list[str]:
+    """Each head's test R² on log price against the ridge with brand and gender and the best ceiling probe."""
+    ridge = next((r["price"]["r2_log"] for c, r in res.items() if c.startswith("tfidf+") and "price" in r), None)
+    best = max(ceiling, key=lambda r: r[1]) if ceiling else None
+    if ridge is None and best is None:
+        return []
+    lines = ["Goal check (test split): R² on log price at least the ridge on title TF-IDF + one-hot brand and gender"
+             + (f" ({ridge:.4f})" if ridge is not None else "")
+             + (f" and the best probe of `benchmarks/price_ceiling.py` on this split ({best[1]:.4f}: {best[0]})" if best else "")
+             + ":", ""]
+    for c, r in res.items():
+        if c.startswith("tfidf") or "price" not in r:
+            continue
+        v = r["price"]["r2_log"]
+        ok = (ridge is None or v >= ridge) and (best is None or v >= best[1])
+        lines.append(f"- {c}: {v:.4f} → {'met' if ok else 'NOT met'}")
+    if ceiling:
+        lines += ["", "Probes of `benchmarks/price_ceiling.py` on the same train / val / test rows (tuned on val):", "",
+                  "| probe | R² log price (test) |", "|---|---|"] + [f"| {n} | {v:.3f} |" for n, v, _ in ceiling]
     return lines + [""]
 
 
@@ -386,7 +487,8 @@ def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
         for c, r in res.items():
             m = r.get("price", {})
             lines.append(f"| {c} | " + " | ".join(_cell(m.get(k)) for k in REG_METRICS) + " |")
-        lines += ["", "Training seconds (evaluation fit): " + ", ".join(f"{k} {v:.0f}" for k, v in tim.items())]
+        lines += [""] + _price_goal_lines(res, myntra.get("ceiling"))
+        lines += ["Training seconds (evaluation fit): " + ", ".join(f"{k} {v:.0f}" for k, v in tim.items())]
         lines += _provenance(myntra["prep"])
     return "\n".join(lines)
 
@@ -396,7 +498,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="sample N Fashion products (default: all)")
     ap.add_argument("--myntra-limit", type=int, default=None, help="sample N Myntra products (default: all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/vitrine-quality"), help="scratch folder (warehouses)")
-    ap.add_argument("--heads", nargs="+", default=["lightgbm", "mlp"], choices=["lightgbm", "mlp"])
+    ap.add_argument("--heads", nargs="+", default=["lightgbm", "mlp"], choices=list(HEADS),
+                    help="heads trained on every configuration (blend: train.blend.members mixed on validation)")
+    ap.add_argument("--blend-members", nargs="+", default=None, choices=[h for h in HEADS if h != "blend"],
+                    help="members of the blend head (default: the config's train.blend.members)")
+    ap.add_argument("--blend-prior-tau", nargs="+", type=float, default=None,
+                    help="candidates of the blend's post-hoc logit adjustment (default: the config's train.blend.prior_tau)")
+    ap.add_argument("--wide-chars", action="store_true",
+                    help="Myntra: add title character 2-5-grams hashed into 16,384 slots (config text+columns+wide; "
+                         "the neighbours of the knn head are found on them)")
+    ap.add_argument("--myntra-configs", nargs="+", default=None, choices=["text", "text+columns", "text+columns+wide"],
+                    help="Myntra feature sets to train (default: text, and text+columns with --columns)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="Myntra: also fit the probes of benchmarks/price_ceiling.py on the same split, for the goal check")
     ap.add_argument("--skip", nargs="*", default=[], choices=["fashion", "myntra"])
     ap.add_argument("--fresh", action="store_true", help="delete the scratch warehouses first")
     ap.add_argument("--report-only", action="store_true",
@@ -428,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     settings.train.lightgbm.num_threads = args.lgb_threads
     if args.mlp_ensemble:
         settings.train.mlp.ensemble = args.mlp_ensemble
+    if args.blend_members:
+        settings.train.blend.members = list(args.blend_members)
+    if args.blend_prior_tau:
+        settings.train.blend.prior_tau = list(args.blend_prior_tau)
     if args.features:
         settings.train.features = list(args.features)
     if args.colour:
@@ -467,6 +585,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.columns:
             settings.encoders["columns"] = EncoderSpec(**MYNTRA_COLUMNS)
             configs["text+columns"] = text + ["columns"]
+            if args.wide_chars:
+                settings.encoders["title_chars_wide"] = EncoderSpec(**WIDE_CHARS)
+                settings.train.knn.features = ["title_chars_wide"]
+                configs["text+columns+wide"] = text + ["columns", "title_chars_wide"]
+        if args.myntra_configs:
+            configs = {k: configs[k] for k in args.myntra_configs}
         names = list(dict.fromkeys(n for v in configs.values() for n in v))
         if args.report_only:
             prep, (res, tim) = None, results_from_registry(wh, settings, ["price"], configs, args.heads)
@@ -474,6 +598,11 @@ def main(argv: list[str] | None = None) -> int:
             prep = prepare(wh, settings, sample_myntra(args.myntra_limit, args.work, args.seed), names)
             res, tim, _ = run_catalog(wh, settings, ["price"], configs, args.heads, args.variants, args)
         myntra = {"results": res, "timings": tim, "prep": prep}
+        if args.ceiling:
+            import price_ceiling
+
+            titles, cats, y, masks, _ = price_ceiling.load(args.work)
+            myntra["ceiling"] = [(n, float(v), sec) for n, v, sec in price_ceiling.probes(titles, cats, y, masks, args.lgb_threads)]
     meta = {
         "command": "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "encoders": ", ".join(f"{n} `{e.family} {e.model}`" for n, e in settings.encoders.items()),

@@ -168,15 +168,17 @@ def encode(
 @app.command()
 def train(
     ctx: typer.Context,
-    head: Annotated[Optional[str], typer.Option(help="lightgbm | mlp | both (default: the config's train.heads)")] = None,
+    head: Annotated[Optional[str], typer.Option(help="mlp | lightgbm | linear | knn | blend | both (default: the config's train.heads)")] = None,
     target: Annotated[Optional[list[str]], typer.Option("--target", help="train only these targets (repeatable)")] = None,
 ) -> None:
     """Train heads on the stored embeddings and register them (the better one becomes current)."""
     from heads.train import train as run_train
 
     s = _settings(ctx)
-    if head is not None and head not in ("lightgbm", "mlp", "both"):
-        raise VitrineError(f"unknown head {head!r}: use lightgbm, mlp or both")
+    from heads.predict import HEADS
+
+    if head is not None and head not in (*HEADS, "both"):
+        raise VitrineError(f"unknown head {head!r}: use {', '.join(HEADS)} or both")
     wh, sess = session(s, "train", {"head": head or list(s.train.heads), "targets": target})
     with sess as run:
         models = run_train(wh, s, head=head, targets=target or None, progress=True)

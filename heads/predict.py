@@ -17,15 +17,14 @@ import pyarrow.compute as pc
 
 from heads.conformal import apply_calibration
 from heads.features import Block, Features, check_features, product_columns, read_features
-from heads.lightgbm_head import LightGBMHead
-from heads.mlp_head import MLPHead
+from heads.blend_head import MEMBERS, BlendHead
 from heads.settings import TrainSettings
 from heads.targets import TargetSpec
 from warehouse.layout import Warehouse
 from warehouse.tables import product_column_names, read_products
 
 SPEC_FILE = "model.json"
-HEADS = {"lightgbm": LightGBMHead, "mlp": MLPHead}
+HEADS = {**MEMBERS, "blend": BlendHead}
 
 
 @dataclass

@@ -50,6 +50,50 @@ class MLPSettings(Strict):
     )
 
 
+class LinearSettings(Strict):
+    C: list[float] = Field(
+        default_factory=lambda: [1.0, 10.0, 30.0, 100.0], min_length=1,
+        description="inverse L2 penalty of the logistic regressions: candidates, the best validation log-loss wins per target",
+    )
+    alpha: list[float] = Field(
+        default_factory=lambda: [0.3, 1.0, 3.0], min_length=1,
+        description="L2 penalty of the ridge on log price: candidates, the best validation R² wins per target",
+    )
+    class_weight: Literal["balanced"] | None = Field(
+        None, description="'balanced': each class weighs as much as any other in the loss (rare classes pulled up)"
+    )
+    max_iter: int = Field(1000, ge=10)
+    quantiles: tuple[float, float] = Field((0.1, 0.9), description="price interval: quantiles of the validation residuals")
+
+
+class KNNSettings(Strict):
+    features: list[str] = Field(
+        default_factory=lambda: ["title_chars"],
+        description="feature blocks the neighbours are found on (by encoder name; none present: every block)",
+    )
+    k: list[int] = Field(default_factory=lambda: [5, 10, 20], min_length=1,
+                         description="neighbours: candidates, the best validation score wins per target")
+    quantiles: tuple[float, float] = Field((0.1, 0.9), description="price interval: quantiles of the validation residuals")
+
+
+HeadName = Literal["lightgbm", "mlp", "linear", "knn"]
+
+
+class BlendSettings(Strict):
+    members: list[HeadName] = Field(
+        default_factory=lambda: ["mlp", "linear"], min_length=1,
+        description="heads fitted on the same rows and mixed per target with weights picked on the validation rows",
+    )
+    step: float = Field(0.05, gt=0, le=1, description="grid step of the member weights (they sum to 1)")
+    prior_tau: list[float] = Field(
+        default_factory=lambda: [0.0], description="post-hoc logit adjustment of classification targets: candidates "
+        "tau (probabilities / prior**tau); the best validation macro-F1 that keeps validation accuracy wins; [0] = off",
+    )
+    quantiles: tuple[float, float] = Field(
+        (0.1, 0.9), description="the interval the members' ends are mixed into; the conformal calibration aims at its coverage"
+    )
+
+
 class TrainSettings(Strict):
     features: list[str] = Field(
         default_factory=lambda: ["image", "title", "title_words", "title_chars"], description="encoder names"
@@ -66,7 +110,7 @@ class TrainSettings(Strict):
         ]
     )
     regression_targets: list[str] = Field(default_factory=lambda: ["price"])
-    heads: list[Literal["lightgbm", "mlp"]] = Field(default_factory=lambda: ["mlp"])
+    heads: list[Literal["lightgbm", "mlp", "linear", "knn", "blend"]] = Field(default_factory=lambda: ["mlp"])
     seed: int = 0
     test_size: float = Field(0.2, gt=0, lt=1)
     val_size: float = Field(0.1, gt=0, lt=1)
@@ -104,6 +148,9 @@ class TrainSettings(Strict):
     confusion_top_n: int = Field(20, ge=2, description="confusion-matrix PNGs show the N most frequent classes")
     lightgbm: LightGBMSettings = Field(default_factory=LightGBMSettings)
     mlp: MLPSettings = Field(default_factory=MLPSettings)
+    linear: LinearSettings = Field(default_factory=LinearSettings)
+    knn: KNNSettings = Field(default_factory=KNNSettings)
+    blend: BlendSettings = Field(default_factory=BlendSettings)
 
 
 class ScoreSettings(Strict):

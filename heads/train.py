@@ -115,7 +115,7 @@ def _heads(settings, head: str | None) -> list[str]:
     if head == "both":
         return ["lightgbm", "mlp"]
     if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}: use lightgbm, mlp or both")
+        raise ValueError(f"unknown head {head!r}: use {', '.join(HEADS)} or both")
     return [head]
 
 
@@ -126,7 +126,8 @@ def train(
     targets: list[str] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `head` ('mlp' | 'lightgbm' | 'both'; None = settings.train.heads) and register the models."""
+    """Train `head` (a name of heads.predict.HEADS, or 'both' = lightgbm and mlp; None = settings.train.heads)
+    and register the models."""
     ts = settings.train
     messages: list[str] = []
 
