@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from heads.features import Features, dense_rows, row_chunks
 from heads.settings import TrainSettings
-from heads.targets import TargetSpec, labelled
+from heads.targets import TargetSpec, full_proba, labelled
 from warehouse.layout import safe_name
 
 
@@ -54,13 +54,6 @@ def _init_score(spec: TargetSpec, stacked: np.ndarray) -> np.ndarray | None:
 def _softmax(raw: np.ndarray) -> np.ndarray:
     z = np.exp(raw - raw.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def _full_proba(p: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over every class when a linear model saw only `present` ones."""
-    out = np.zeros((p.shape[0], n_classes), dtype=np.float64)
-    out[:, present] = p
-    return out
 
 
 class LightGBMHead:
@@ -128,7 +121,7 @@ class LightGBMHead:
         if model is None:
             return np.zeros((lin.shape[0], 0))
         if spec.kind == "classification":
-            return _full_proba(model.predict_proba(lin), model.classes_, len(spec.classes))
+            return full_proba(model.predict_proba(lin), model.classes_, len(spec.classes))
         return model.predict(lin)[:, None]
 
     # ----- training -----------------------------------------------------------------------------
@@ -191,7 +184,7 @@ class LightGBMHead:
                             warnings.filterwarnings("ignore", message="The least populated class")
                             warnings.filterwarnings("ignore", message="Number of classes in training fold")
                             oof = cross_val_predict(model, lin_all[tr], ytr, cv=cv, method="predict_proba")
-                        stack_tr = _full_proba(oof, present, len(spec.classes))
+                        stack_tr = full_proba(oof, present, len(spec.classes))
                         self.linear[spec.name] = model.fit(lin_all[tr], ytr)
                 else:
                     cv = KFold(min(s.stack_folds, len(tr)), shuffle=True, random_state=self.settings.seed)

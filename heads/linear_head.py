@@ -30,16 +30,9 @@ from sklearn.metrics import log_loss, r2_score
 from heads.features import Features
 from heads.settings import TrainSettings
 from heads.sparse_inputs import SparseInputs
-from heads.targets import TargetSpec, labelled
+from heads.targets import TargetSpec, full_proba, labelled
 
 PREPROCESS = "linear.joblib"
-
-
-def full_proba(p: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over every class of the target when a model saw only the `present` ones."""
-    out = np.zeros((p.shape[0], n_classes), dtype=np.float64)
-    out[:, present] = p
-    return out
 
 
 def _contiguous(model) -> None:

@@ -131,3 +131,10 @@ def prepare_targets(
 def labelled(spec: TargetSpec, y: np.ndarray) -> np.ndarray:
     """Boolean mask of rows that carry a label for this target."""
     return np.isfinite(y) if spec.kind == "regression" else y >= 0
+
+
+def full_proba(p: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over every class of the target when a model saw only the `present` ones."""
+    out = np.zeros((p.shape[0], n_classes), dtype=np.float64)
+    out[:, present] = p
+    return out
