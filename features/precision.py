@@ -9,8 +9,8 @@ fp32 twins (drift of the whole space) and the lowest (one photo gone astray). Be
 change of precision never puts incomparable vectors under one id, and the id need not carry it.
 
 `auto` takes bf16 for image encoders only. A title transformer on short, dynamically padded
-batches runs slower under autocast on this machine's CPU (MiniLM at batch 32: bf16 about 0.6x the
-fp32 rate; BENCHMARKS.md, Encoding: titles in fp32 and bf16), where a CNN runs 1.3x faster.
+batches ran slower under autocast on this machine's CPU (MiniLM at batch 32: bf16 0.83x the
+fp32 rate end to end, 0.66x bare; BENCHMARKS.md, Encoding: MiniLM only), where a CNN ran 1.3x faster.
 """
 from __future__ import annotations
 
