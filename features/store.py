@@ -30,6 +30,12 @@ class EncoderMismatch(VitrineError):
     """Vectors on disk were made by another encoder or have another dimension."""
 
 
+def _matrix(vectors: pa.FixedSizeListArray, dim: int) -> np.ndarray:
+    """A slice of FLOAT[dim] vectors as an (n, dim) array, without per-row Python objects."""
+    values = vectors.values.to_numpy(zero_copy_only=False)
+    return values[vectors.offset * dim : (vectors.offset + len(vectors)) * dim].reshape(-1, dim)
+
+
 class EmbeddingStore:
     def __init__(self, wh: Warehouse, encoder_id: str, dim: int | None = None) -> None:
         self.wh = wh
@@ -160,9 +166,7 @@ class EmbeddingStore:
                    + self._scan_sql("content_hash, vector") + ") s USING (content_hash) GROUP BY s.content_hash")
             for batch in con.execute(sql).to_arrow_reader(chunk_rows):
                 if batch.num_rows:
-                    vec = batch.column(1)
-                    values = vec.values.to_numpy(zero_copy_only=False)[vec.offset * dim : (vec.offset + len(vec)) * dim]
-                    yield batch.column(0).to_pylist(), values.reshape(-1, dim)
+                    yield batch.column(0).to_pylist(), _matrix(batch.column(1), dim)
         finally:
             con.close()
 
@@ -187,8 +191,6 @@ class EmbeddingStore:
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
-                vec = batch.column(1)
-                values = vec.values.to_numpy(zero_copy_only=False)[vec.offset * dim : (vec.offset + len(vec)) * dim]
-                yield batch.column(0).to_numpy(), values.reshape(-1, dim)
+                yield batch.column(0).to_numpy(), _matrix(batch.column(1), dim)
         finally:
             con.close()
