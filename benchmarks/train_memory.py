@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/train_memory.py " + shlex.join(sys.argv[1:])
+    started = stamp(cmd)  # the load average when the run starts, not an hour later
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     src = args.work / "catalog.csv"
@@ -100,9 +102,8 @@ def main() -> None:
         f"**{r['peak_rss_mb'] / 1024:.1f}** | {validation_score(r['stdout'])} |"
         for name, r in runs
     )
-    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/train_memory.py " + shlex.join(sys.argv[1:])
     body = (
-        stamp(cmd)
+        started
         + f"\n{args.products:,} products made from Fashion Product Images, every title and photo a real one, repeated "
         f"({distinct['title']:,} distinct titles, {distinct['image']:,} distinct photos: a training row costs the same "
         f"memory either way). `vitrine ingest` {ing['seconds']:.0f} s; `vitrine encode` with the demo encoders "
