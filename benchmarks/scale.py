@@ -149,6 +149,8 @@ def main() -> None:
                     "content hash, not encoded); the nightly's new and changed titles are new texts either way")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/scale.py " + shlex.join(sys.argv[1:])
+    started = stamp(cmd)  # the load average when the run starts
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     src = args.work / "catalog.csv"
@@ -174,7 +176,6 @@ def main() -> None:
                               capture_output=True, text=True, cwd=ROOT, check=True).stdout.splitlines()[1]
     count_s = time.perf_counter() - t
     secs = summary["seconds"]
-    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/scale.py " + shlex.join(sys.argv[1:])
     rows = "\n".join(
         f"| first full run | `vitrine {k}` | {v['seconds']:.0f} | {v['peak_rss_mb']:.0f} |" for k, v in first.items()
     ) + (
@@ -184,7 +185,7 @@ def main() -> None:
     )
     ing, enc = summary["ingest"], summary["encode"]
     body = (
-        stamp(cmd) + f"\nWall time {time.perf_counter() - t0:.0f}s. {args.products:,} products made from Fashion "
+        started + f"\nWall time {time.perf_counter() - t0:.0f}s. {args.products:,} products made from Fashion "
         f"Product Images (real titles recombined: {distinct['title']:,} distinct titles; real photos reused: "
         f"{distinct['image']:,} distinct photo files; a generic CSV, a full snapshot); encoders "
         f"MiniLM and hashed title words; MLP on {LABELS.__len__()} targets trained on the first {args.train_rows:,}. "
