@@ -7,7 +7,7 @@ scoring batch and the blend head like any other head. Measured on Myntra and Fas
 beats the fusion MLP on log price and on the macro-F1 of some targets: its weights on rare title
 words are not pulled down by the classes and prices the net fits first.
 
-The regularisation (`linear.C` for classification, `linear.alpha` for ridge) is picked per target
+`linear.features` names the blocks it reads (default: every block of the model). The regularisation (`linear.C` for classification, `linear.alpha` for ridge) is picked per target
 among the configured candidates on the validation rows (log-loss / R² on log); the test rows are
 never seen. The logistic regressions run from the smallest C up, each warm-started from the last
 solution (on the whole Fashion catalog the 140-class article_type fit is the slow one). The price interval is the prediction plus the 10% and 90% quantiles of the
@@ -103,7 +103,9 @@ class LinearHead:
             + (f" (validation R² {best[0]:.4f})" if len(self.settings.linear.alpha) > 1 and len(va) else ""))
 
     def fit(self, feats: Features, y: dict[str, np.ndarray], train: np.ndarray, val: np.ndarray, log=print) -> "LinearHead":
-        self.inputs = SparseInputs.fit(feats, train)
+        have = [b.name for b in feats.blocks]
+        names = [n for n in self.settings.linear.features if n in have] or None
+        self.inputs = SparseInputs.fit(feats, train, names)
         x = self.inputs.transform(feats)
         for spec in self.specs:
             yy = y[spec.name]
