@@ -184,9 +184,11 @@ def main() -> None:
         + f"\n| after | `vitrine sql \"SELECT count(*) FROM latest_predictions\"` ({int(n_latest):,} rows), start-up included | {count_s:.1f} | |"
     )
     ing, enc = summary["ingest"], summary["encode"]
+    title_note = ("real titles repeated, so the first run copies most title vectors by content hash"
+                  if args.titles == "real" else "real titles recombined")
     body = (
         started + f"\nWall time {time.perf_counter() - t0:.0f}s. {args.products:,} products made from Fashion "
-        f"Product Images (real titles recombined: {distinct['title']:,} distinct titles; real photos reused: "
+        f"Product Images ({title_note}: {distinct['title']:,} distinct titles; real photos reused: "
         f"{distinct['image']:,} distinct photo files; a generic CSV, a full snapshot); encoders "
         f"MiniLM and hashed title words; MLP on {LABELS.__len__()} targets trained on the first {args.train_rows:,}. "
         f"Churn {args.churn:.0%}: {counts['deleted']:,} deleted, {counts['changed']:,} retitled, {counts['new']:,} new; "
