@@ -104,6 +104,24 @@ def test_linear_and_knn_take_dense_or_sparse_blocks_alike():
         assert np.all(p[:, 1] <= p[:, 0]) and np.all(p[:, 0] <= p[:, 2])
 
 
+def test_linear_features_narrow_the_blocks_the_linear_head_reads():
+    """The twins' class is in the sparse block only: the linear model on the dense block alone
+    reads one block and is clearly worse than on both; a name no block has falls back to every block."""
+    feats, y = generated()
+    ts = settings()
+    both = LinearHead(ts, SPECS).fit(feats, y, TRAIN, VAL, log=lambda _m: None)
+    ts.linear.features = ["title"]
+    dense_only = LinearHead(ts, SPECS).fit(feats, y, TRAIN, VAL, log=lambda _m: None)
+    assert dense_only.inputs.encoder_ids == ["synthetic:title"]
+    assert both.inputs.encoder_ids == ["synthetic:title", "synthetic:chars"]
+    test = feats.take(TEST)
+    acc = {k: np.mean(h.predict(test)["kind"].argmax(axis=1) == y["kind"][TEST]) for k, h in
+           (("both", both), ("dense", dense_only))}
+    assert acc["dense"] < acc["both"] - 0.1, acc
+    ts.linear.features = ["no_such_block"]
+    assert LinearHead(ts, SPECS).fit(feats, y, TRAIN, VAL, log=lambda _m: None).inputs.encoder_ids == both.inputs.encoder_ids
+
+
 def test_reloaded_blend_predicts_identically(tmp_path):
     feats, y = generated()
     ts = settings(members=("mlp", "linear", "knn"))

@@ -34,6 +34,26 @@ def test_offset_widens_a_too_narrow_interval_to_its_nominal_coverage():
     assert conformal_offset(y[:5], lo[:5], hi[:5], 0.8) is None  # too few rows: no calibration
 
 
+def test_a_lopsided_too_wide_interval_is_narrowed_to_its_nominal_coverage_around_the_value():
+    """Prices mostly above the point prediction v, an interval [v - 0.5, v + 6] that covers 99%:
+    narrowing both ends by the textbook offset would push the lower end past v, where it stays
+    (an interval holds its value), and cover about 97%; the score of the clamped interval gives 80%."""
+    rng = np.random.default_rng(2)
+    v = rng.normal(5, 1, 40000)
+    y = v + rng.normal(2, 1, 40000)
+    lo, hi = v - 0.5, v + 6.0
+    raw = {"price": np.column_stack([v, lo, hi])}
+    spec = TargetSpec("price", "regression", transform="log")
+    cal, test = np.arange(20000), np.arange(20000, 40000)
+    out = apply_calibration(raw, calibrate([spec], {"price": y}, raw, cal, 0.8))["price"][test]
+    covered = (y[test] >= out[:, 1]) & (y[test] <= out[:, 2])
+    assert abs(covered.mean() - 0.8) < 0.01, covered.mean()
+    assert np.all(out[:, 1] <= out[:, 0]) and np.all(out[:, 0] <= out[:, 2])
+    textbook = conformal_offset(y[cal], lo[cal], hi[cal], 0.8)  # the score that ignores the clamp
+    over = (y[test] >= np.minimum(lo[test] - textbook, v[test])) & (y[test] <= np.maximum(hi[test] + textbook, v[test]))
+    assert over.mean() > 0.9
+
+
 def test_mlp_interval_calibrated_on_held_out_rows_covers_80_percent():
     x, y = noisy_prices()
     block = Block("title", "synthetic:title", "title", D)
