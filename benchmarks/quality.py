@@ -54,7 +54,7 @@ def coverage_resplit(y: np.ndarray, raw: np.ndarray, cal: np.ndarray, test: np.n
     """The interval's test coverage over `reps` random re-partitions of the calibration and test rows
     (same sizes, same fitted model): what the calibration method gives, apart from the luck of one
     999-row calibration draw (whose coverage alone varies by about 1.3 points)."""
-    from heads.conformal import conformal_offset
+    from heads.conformal import apply_calibration, conformal_offset
 
     pool = np.concatenate([cal, test])
     pool = pool[np.isfinite(y[pool])]
@@ -64,8 +64,8 @@ def coverage_resplit(y: np.ndarray, raw: np.ndarray, cal: np.ndarray, test: np.n
         perm = rng.permutation(pool)
         c, t = perm[:len(cal)], perm[len(cal):]
         q = conformal_offset(y[c], raw[c, 1], raw[c, 2], coverage, value=raw[c, 0])
-        lo, hi = np.minimum(raw[t, 1] - q, raw[t, 0]), np.maximum(raw[t, 2] + q, raw[t, 0])
-        covs.append(float(np.mean((y[t] >= lo) & (y[t] <= hi))))
+        r = apply_calibration({"x": raw[t]}, {"x": q})["x"]  # the interval as the model outputs it
+        covs.append(float(np.mean((y[t] >= r[:, 1]) & (y[t] <= r[:, 2]))))
     return {"coverage_resplit_mean": float(np.mean(covs)), "coverage_resplit_sd": float(np.std(covs))}
 COLOUR = {"family": "colour", "model": "hsv:12x3x3+4", "input": "image"}
 WIDE_CHARS = {"family": "hashing", "model": "char_wb:2-5:16384", "input": "title"}
