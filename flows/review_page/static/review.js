@@ -55,6 +55,9 @@
         if (/^[1-9]$/.test(e.key)) click(`button.alt[data-key="${e.key}"]`);
     }
   });
-  document.addEventListener("DOMContentLoaded", () => focusCard(cards()[0]));
-  if (document.readyState !== "loading") focusCard(cards()[0]);
+  // The first card takes the focus only once htmx has bound the buttons: htmx binds them on
+  // DOMContentLoaded, which fires after this deferred script ran, and its listener was added first.
+  // A key pressed on a focused card before that would click a button nothing listens to.
+  if (document.readyState === "complete") focusCard(cards()[0]);
+  else document.addEventListener("DOMContentLoaded", () => focusCard(cards()[0]));
 })();
