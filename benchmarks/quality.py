@@ -70,7 +70,7 @@ def coverage_resplit(y: np.ndarray, raw: np.ndarray, cal: np.ndarray, test: np.n
 COLOUR = {"family": "colour", "model": "hsv:12x3x3+4", "input": "image"}
 WIDE_CHARS = {"family": "hashing", "model": "char_wb:2-5:16384", "input": "title"}
 # num_images as a category, not a number: price does not grow in step with the photo count
-MYNTRA_COLUMNS = {"family": "columns", "model": "cat=brand,gender,primary_colour,num_images;num=;dim=2048", "input": "columns"}
+MYNTRA_COLUMNS = {"family": "columns", "model": "cat=brand,gender,primary_colour,num_images;num=", "input": "columns"}
 
 
 def demo_settings() -> Settings:

@@ -52,8 +52,10 @@ def row_chunks(n: int, size: int):
 class Block:
     """One encoder's slot in the feature vector: its id, its input kind and its dimension.
 
-    `exclude`: columns of a columns encoder the heads do not see (they are targets of the model);
-    `dim` is then the width without them.
+    `exclude`: columns of a columns encoder the heads do not see (they are targets of the model).
+    `codes`: for a columns encoder, the one-hot codes (features.encoders.columns.codes) the model
+    reads, in order: the values its training rows hold, and every numeric column. Unset before
+    training; `read_features` fills it from the rows it reads. `dim` is then len(codes).
     """
 
     name: str
@@ -61,16 +63,19 @@ class Block:
     input: str
     dim: int | None = None
     exclude: tuple[str, ...] = ()
+    codes: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["exclude"] = list(self.exclude)
+        d["codes"] = None if self.codes is None else list(self.codes)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Block":
+        codes = d.get("codes")
         return cls(name=d["name"], encoder_id=d["encoder_id"], input=d["input"], dim=d.get("dim"),
-                   exclude=tuple(d.get("exclude") or ()))
+                   exclude=tuple(d.get("exclude") or ()), codes=None if codes is None else tuple(int(c) for c in codes))
 
     @property
     def is_sparse(self) -> bool:
@@ -83,23 +88,48 @@ class Block:
 
         return parse_model(self.encoder_id.split(":")[1])
 
-    def kept_slots(self) -> np.ndarray | None:
-        """Positions of the stored vector the heads see (None: all of them)."""
-        if not self.exclude:
-            return None
-        lay = self.layout()
-        drop = np.concatenate([lay.slots(c) for c in self.exclude])
-        return np.setdiff1d(np.arange(lay.width), drop)
-
     def numeric_positions(self) -> np.ndarray:
         """Positions, in what the heads see, of a columns encoder's numeric values (scaled one by one)."""
-        if self.input != "columns":
+        if self.input != "columns" or self.codes is None:
             return np.zeros(0, dtype=np.int64)
-        num = self.layout().numeric_slots()
-        kept = self.kept_slots()
-        if kept is None:
-            return num
-        return np.flatnonzero(np.isin(kept, num))
+        return np.flatnonzero(np.isin(np.asarray(self.codes, dtype=np.int64), self.layout().numeric_codes()))
+
+
+def column_vocabulary(layout, codes: np.ndarray, exclude: Sequence[str]) -> np.ndarray:
+    """The one-hot codes a model reads: every categorical value present and every numeric value and flag,
+    without the excluded (target) columns; sorted."""
+    num = [np.arange(*layout.column_codes(c), dtype=np.int64) for c in layout.numeric]
+    keep = np.unique(np.concatenate([np.asarray(codes, dtype=np.int64), *num]))
+    for c in exclude:
+        lo, hi = layout.column_codes(c)
+        keep = keep[(keep < lo) | (keep >= hi)]
+    return keep
+
+
+def read_columns(store: EmbeddingStore, ids: Sequence[str], hashes: Sequence[str | None], b: Block,
+                 sparse: bool) -> tuple[Matrix, np.ndarray, Block]:
+    """A columns block: the stored slot numbers expanded into a one-hot over the block's codes
+    (the values of the rows read, when the block has none yet: training)."""
+    from features.encoders import columns
+
+    lay = b.layout()
+    if store.dim is not None and store.dim != lay.width:
+        raise FeatureMismatch(f"encoder {b.encoder_id!r} stores {store.dim} numbers per product, its layout has "
+                              f"{lay.width}: vectors of an earlier layout; run `vitrine encode` again")
+    n = len(ids)
+    if store.dim is None:
+        m, f = np.zeros((n, lay.width), dtype=np.float32), np.zeros(n, dtype=bool)
+    else:
+        m, f = store.read_matrix(ids, hashes)
+    rows, code, vals = columns.codes(m[f], lay)
+    rows = np.flatnonzero(f)[rows]
+    vocab = np.asarray(b.codes, dtype=np.int64) if b.codes is not None else column_vocabulary(lay, code, b.exclude)
+    pos = np.searchsorted(vocab, code)
+    hit = pos < len(vocab)
+    hit[hit] = vocab[pos[hit]] == code[hit]  # a value the model never saw has no input: the unknown bucket
+    x = sp.csr_matrix((vals[hit], (rows[hit], pos[hit])), shape=(n, len(vocab)), dtype=np.float32)
+    block = Block(b.name, b.encoder_id, b.input, len(vocab), b.exclude, tuple(int(c) for c in vocab))
+    return (x if sparse else x.toarray()), f, block
 
 
 def without_targets(blocks: Sequence[Block], targets: Sequence[str]) -> tuple[list[Block], list[str]]:
@@ -110,7 +140,7 @@ def without_targets(blocks: Sequence[Block], targets: Sequence[str]) -> tuple[li
             hit = tuple(c for c in b.layout().columns if c in set(targets))
             if hit:
                 notes.append(f"features {b.name}: column(s) {', '.join(hit)} left out, they are targets of this model")
-                b = Block(b.name, b.encoder_id, b.input, b.dim, hit)
+                b = Block(b.name, b.encoder_id, b.input, b.dim, hit, b.codes)
         out.append(b)
     return out, notes
 
@@ -219,7 +249,12 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
         if b.input not in HASH_COLUMN and b.input != "columns":
             raise ValueError(f"encoder {b.encoder_id!r} has unknown input {b.input!r}")
         store = EmbeddingStore(wh, b.encoder_id)
-        kept = b.kept_slots()
+        if b.input == "columns":
+            if store.dim is None and b.codes is None and require_vectors:
+                raise FeatureMismatch(f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first")
+            mats[b.encoder_id], found[b.encoder_id], done = read_columns(store, ids, input_hashes(products, b), b, sparse)
+            resolved.append(done)
+            continue
         if store.dim is None:
             if b.dim is None:
                 if require_vectors:
@@ -232,13 +267,13 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
             found[b.encoder_id] = np.zeros(len(ids), dtype=bool)
             resolved.append(b)
             continue
-        seen = int(store.dim) if kept is None else len(kept)
+        seen = int(store.dim)
         if b.dim is not None and seen != b.dim:
             raise FeatureMismatch(
                 f"encoder {b.encoder_id!r} stores {store.dim}-d vectors but the model was trained on {b.dim}-d ones"
             )
         m, f = store.read_matrix(ids, input_hashes(products, b), sparse=sparse and b.is_sparse)
-        mats[b.encoder_id], found[b.encoder_id] = (m if kept is None else m[:, kept]), f
+        mats[b.encoder_id], found[b.encoder_id] = m, f
         resolved.append(Block(b.name, b.encoder_id, b.input, seen, b.exclude))
     return Features(ids, resolved, mats, found)
 

@@ -323,6 +323,6 @@ def test_an_encoder_of_catalog_columns_is_refused_by_name(tmp_path):
     from warehouse.tables import read_products
 
     wh = open_warehouse(tmp_path / "wh")
-    spec = EncoderSpec(family="columns", model="cat=brand;dim=16", input="columns")
+    spec = EncoderSpec(family="columns", model="cat=brand;num=", input="columns")
     with pytest.raises(QueryError, match="'cols' encodes catalog columns"):
         read_vector_set(wh, "cols", spec, read_products(wh))
