@@ -59,23 +59,25 @@ def load(work: Path):
     return titles, cats, y, masks, models[0]["model_id"]
 
 
-def tuned_ridge(x, y, m) -> tuple[np.ndarray, float]:
-    """Ridge with alpha picked on the validation rows; test predictions and the alpha."""
+def tuned_ridge(x, y, m, rows: str = "test") -> tuple[np.ndarray, float]:
+    """Ridge with alpha picked on the validation rows; predictions of `rows` ("all": every row) and the alpha."""
     best = max((r2_score(y[m["val"]], Ridge(alpha=a).fit(x[m["train"]], y[m["train"]]).predict(x[m["val"]])), a)
                for a in (0.1, 0.3, 1.0, 3.0))
     reg = Ridge(alpha=best[1]).fit(x[m["train"]], y[m["train"]])
-    return reg.predict(x[m["test"]]), best[1]
+    return reg.predict(x if rows == "all" else x[m[rows]]), best[1]
 
 
-def tuned_knn(x, y, m) -> tuple[np.ndarray, int]:
+def tuned_knn(x, y, m, rows: str = "test") -> tuple[np.ndarray, int]:
     best = max((r2_score(y[m["val"]], KNeighborsRegressor(n_neighbors=k, metric="cosine", weights="distance")
                          .fit(x[m["train"]], y[m["train"]]).predict(x[m["val"]])), k) for k in (3, 5, 10))
     knn = KNeighborsRegressor(n_neighbors=best[1], metric="cosine", weights="distance").fit(x[m["train"]], y[m["train"]])
-    return knn.predict(x[m["test"]]), best[1]
+    return knn.predict(x if rows == "all" else x[m[rows]]), best[1]
 
 
-def probes(titles, cats, y, m, threads: int = 1) -> list[tuple[str, float, float]]:
-    """(name, test R² on log price, seconds) of each probe; LightGBM on `threads` threads."""
+def probes(titles, cats, y, m, threads: int = 1, keep: dict | None = None) -> list[tuple[str, float, float]]:
+    """(name, test R² on log price, seconds) of each probe; LightGBM on `threads` threads.
+    `keep`: filled with the predictions of every row of the strongest probe (the mean of ridge with
+    columns, kNN and LightGBM) under "mean", for comparisons on validation rows and paired resampling."""
     out = []
 
     def fit_vec(vec):
@@ -95,11 +97,13 @@ def probes(titles, cats, y, m, threads: int = 1) -> list[tuple[str, float, float
     t0 = time.perf_counter()
     onehot = OneHotEncoder(handle_unknown="ignore").fit([c for c, k in zip(cats, m["train"]) if k]).transform(cats)
     both = hstack([chars, onehot]).tocsr()
-    p_all, a = tuned_ridge(both, y, m)
+    p_all_rows, a = tuned_ridge(both, y, m, "all")
+    p_all = p_all_rows[m["test"]]
     out.append((f"+ one-hot {', '.join(CATEGORICAL)} + ridge (alpha {a})", r2_score(y[m["test"]], p_all), time.perf_counter() - t0))
 
     t0 = time.perf_counter()
-    p_knn, k = tuned_knn(chars, y, m)
+    p_knn_rows, k = tuned_knn(chars, y, m, "all")
+    p_knn = p_knn_rows[m["test"]]
     out.append((f"title char TF-IDF k-nearest neighbours (k {k}, cosine)", r2_score(y[m["test"]], p_knn), time.perf_counter() - t0))
     out.append(("mean of the two above (ridge with columns, kNN)", r2_score(y[m["test"]], (p_all + p_knn) / 2), 0.0))
 
@@ -111,7 +115,10 @@ def probes(titles, cats, y, m, threads: int = 1) -> list[tuple[str, float, float
                             colsample_bytree=0.5, num_threads=threads, verbose=-1)
     gbm.fit(x[m["train"]], y[m["train"]], eval_set=[(x[m["val"]], y[m["val"]])],
             callbacks=[lgb.early_stopping(100, verbose=False)])
-    p_gbm = gbm.predict(x[m["test"]])
+    p_gbm_rows = gbm.predict(x)
+    p_gbm = p_gbm_rows[m["test"]]
+    if keep is not None:
+        keep["mean"] = (p_all_rows + p_knn_rows + p_gbm_rows) / 3
     out.append((f"LightGBM on char TF-IDF + one-hot columns ({gbm.best_iteration_} rounds)", r2_score(y[m["test"]], p_gbm),
                 time.perf_counter() - t0))
     out.append(("mean of ridge with columns, kNN and LightGBM", r2_score(y[m["test"]], (p_all + p_knn + p_gbm) / 3), 0.0))

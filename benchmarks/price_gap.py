@@ -1,0 +1,104 @@
+"""Is the price model below the strongest probe, or is that the draw of one test split?
+
+`benchmarks/quality.py --ceiling` compares vitrine's price model with the probes of
+`benchmarks/price_ceiling.py` on one split's test rows (about 2,000 products). This puts the
+model and the strongest probe (the mean of the ridge with columns, kNN and LightGBM) side by side
+on the validation rows too (both chose their settings there) and resamples the test rows with
+replacement (paired: the same rows for both) to give the test gap an interval. Several quality
+runs (split seeds) can be given at once; the last row pools their gaps.
+
+    for s in 0 1 2 3; do python benchmarks/quality.py --skip fashion --columns --myntra-configs text+columns \\
+        --heads blend --ceiling --work /tmp/vqm-$s --seed $s; done
+    python benchmarks/price_gap.py --work /tmp/vqm-0 /tmp/vqm-1 /tmp/vqm-2 /tmp/vqm-3 --write
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from sklearn.metrics import r2_score  # noqa: E402
+
+from heads.features import read_features  # noqa: E402
+from heads.predict import load_model  # noqa: E402
+from warehouse.layout import open_warehouse  # noqa: E402
+from warehouse.tables import read_products  # noqa: E402
+import price_ceiling  # noqa: E402
+from report import stamp, write_section  # noqa: E402
+
+
+def model_predictions(work: Path, model_id: str) -> np.ndarray:
+    """The price model's log-price prediction of every row of its split, in the split's order."""
+    wh = open_warehouse(work / "wh-myntra")
+    model = load_model(wh, model_id)
+    split = pq.read_table(model.directory / "split.parquet")
+    products = read_products(wh)
+    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
+    raw = model.predict_features(read_features(wh, products, model.blocks))
+    return raw["price"][:, 0]
+
+
+def paired_gap(y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """R²(a) - R²(b) on `resamples` bootstrap draws of the same rows."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples)
+    for i in range(resamples):
+        idx = rng.integers(0, len(y), len(y))
+        out[i] = r2_score(y[idx], a[idx]) - r2_score(y[idx], b[idx])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, nargs="+", required=True, help="scratch folders of Myntra quality runs")
+    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=1, help="LightGBM threads of the probe")
+    ap.add_argument("--write", action="store_true", help="write into BENCHMARKS.md")
+    ap.add_argument("--section", default="Price: the model against the strongest probe, validation and test")
+    args = ap.parse_args(argv)
+    rows, gaps = [], []
+    for k, work in enumerate(args.work):
+        titles, cats, y, masks, model_id = price_ceiling.load(work)
+        keep: dict = {}
+        price_ceiling.probes(titles, cats, y, masks, args.threads, keep)
+        mine, probe = model_predictions(work, model_id), keep["mean"]
+        va, te = masks["val"], masks["test"]
+        gap = paired_gap(y[te], mine[te], probe[te], args.resamples, k)
+        gaps.append(gap)
+        rows.append((work.name, model_id, r2_score(y[va], mine[va]), r2_score(y[va], probe[va]),
+                     r2_score(y[te], mine[te]), r2_score(y[te], probe[te]), gap))
+        print(rows[-1][:6], flush=True)
+    cmd = "python benchmarks/price_gap.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [stamp(cmd),
+             "Myntra log price. `model`: the price model of each quality run (its registered evaluation fit); "
+             "`probe`: the mean of the ridge with columns, kNN and LightGBM of `benchmarks/price_ceiling.py`, "
+             "fitted on the same train rows and tuned on the same validation rows. Test gap: R²(model) − R²(probe) "
+             f"on the test rows; its interval: 2.5–97.5% of {args.resamples} paired bootstrap draws of those rows.", "",
+             "| run | model | R² val: model | R² val: probe | R² test: model | R² test: probe | test gap | 95% interval | draws with model ≥ probe |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, mid, vm, vp, tm, tp, gap in rows:
+        lo, hi = np.quantile(gap, [0.025, 0.975])
+        lines.append(f"| {name} | `{mid}` | {vm:.4f} | {vp:.4f} | {tm:.4f} | {tp:.4f} | {tm - tp:+.4f} | "
+                     f"{lo:+.4f} to {hi:+.4f} | {np.mean(gap >= 0):.0%} |")
+    if len(rows) > 1:
+        pooled = np.mean(np.column_stack(gaps), axis=1)  # each draw: the mean of the runs' gaps
+        lo, hi = np.quantile(pooled, [0.025, 0.975])
+        lines.append(f"| mean of {len(rows)} | | {np.mean([r[2] for r in rows]):.4f} | {np.mean([r[3] for r in rows]):.4f} | "
+                     f"{np.mean([r[4] for r in rows]):.4f} | {np.mean([r[5] for r in rows]):.4f} | "
+                     f"{np.mean([r[4] - r[5] for r in rows]):+.4f} | {lo:+.4f} to {hi:+.4f} | {np.mean(pooled >= 0):.0%} |")
+    md = "\n".join(lines) + "\n"
+    print(md)
+    if args.write:
+        write_section(args.section, md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
