@@ -32,7 +32,7 @@ from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 from features.encoders.columns import MAX_SLOTS, codes, parse_model, sources, vectors  # noqa: E402
 from heads.features import column_vocabulary  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import publish, stamp  # noqa: E402
 
 SLOTS = (2048, 16384, MAX_SLOTS)
 
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
              "| columns as | distinct train values | values lost to shared slots | alpha | R² log (val) | R² log (test) |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {n} | {nv} | {c} | {a} | {v:.4f} | {t:.4f} |" for n, nv, c, a, v, t in rows]
-    md = "\n".join(lines) + "\n"
-    print(md)
-    if args.write:
-        write_section("Catalog columns: hashed slots and collisions", md)
+    publish(lines, "Catalog columns: hashed slots and collisions", args.write)
     return 0
 
 

@@ -21,8 +21,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from scipy.sparse import hstack  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
@@ -30,11 +28,10 @@ from sklearn.metrics import r2_score  # noqa: E402
 from sklearn.neighbors import KNeighborsRegressor  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 
-from heads.predict import load_model  # noqa: E402
+from heads.predict import load_model, split_products  # noqa: E402
 from heads.registry import current_models  # noqa: E402
 from heads.targets import log_values  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
-from warehouse.tables import read_products  # noqa: E402
 from report import stamp, write_section  # noqa: E402
 
 CATEGORICAL = ["brand", "gender", "primary_colour", "num_images"]
@@ -46,11 +43,7 @@ def load(work: Path):
     models = [m for m in current_models(wh) if "price" in m["targets"]]
     if not models:
         raise SystemExit(f"no price model in {work / 'wh-myntra'}: run benchmarks/quality.py --work {work} first")
-    model = load_model(wh, models[0]["model_id"])
-    split = pq.read_table(model.directory / "split.parquet")
-    products = read_products(wh)
-    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
-    part = np.array(split["split"].to_pylist())
+    products, part = split_products(wh, load_model(wh, models[0]["model_id"]))
     titles = [t or "" for t in products["title"].to_pylist()]
     cats = [[str(v) for v in row] for row in zip(*(products[c].to_pylist() for c in CATEGORICAL if c in products.column_names))]
     y = log_values(products["price"])

@@ -22,25 +22,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 from sklearn.metrics import r2_score  # noqa: E402
 
 from heads.features import read_features  # noqa: E402
-from heads.predict import load_model  # noqa: E402
+from heads.predict import load_model, split_products  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
-from warehouse.tables import read_products  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import publish, stamp  # noqa: E402
 
 
 def model_predictions(work: Path, model_id: str) -> np.ndarray:
     """The price model's log-price prediction of every row of its split, in the split's order."""
     wh = open_warehouse(work / "wh-myntra")
     model = load_model(wh, model_id)
-    split = pq.read_table(model.directory / "split.parquet")
-    products = read_products(wh)
-    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
+    products, _ = split_products(wh, model)
     raw = model.predict_features(read_features(wh, products, model.blocks))
     return raw["price"][:, 0]
 
@@ -93,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| mean of {len(rows)} | | {np.mean([r[2] for r in rows]):.4f} | {np.mean([r[3] for r in rows]):.4f} | "
                      f"{np.mean([r[4] for r in rows]):.4f} | {np.mean([r[5] for r in rows]):.4f} | "
                      f"{np.mean([r[4] - r[5] for r in rows]):+.4f} | {lo:+.4f} to {hi:+.4f} | {np.mean(pooled >= 0):.0%} |")
-    md = "\n".join(lines) + "\n"
-    print(md)
-    if args.write:
-        write_section(args.section, md)
+    publish(lines, args.section, args.write)
     return 0
 
 

@@ -27,13 +27,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from features.settings import EncoderSpec  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from heads.metrics import classification_metrics, regression_metrics  # noqa: E402
-from heads.predict import HEADS, load_model  # noqa: E402
+from heads.predict import HEADS, load_model, split_products  # noqa: E402
 from heads.targets import encode_labels, label_strings, log_values  # noqa: E402
 from heads.train import train  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
@@ -139,11 +137,7 @@ def tfidf_baseline(wh, model_id: str, extra: dict | None = None) -> dict[str, di
     from sklearn.linear_model import LogisticRegression, Ridge
 
     model = load_model(wh, model_id)
-    split = pq.read_table(model.directory / "split.parquet")
-    products = read_products(wh)
-    pos = pc.index_in(split["product_id"], value_set=products["product_id"])
-    products = products.take(pos)
-    part = np.array(split["split"].to_pylist())
+    products, part = split_products(wh, model)
     titles = [t or "" for t in products["title"].to_pylist()]
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     tr, te = part == "train", part == "test"
@@ -197,11 +191,7 @@ def variant_settings(settings: Settings, variant: str, args) -> tuple[str, dict]
 
 def new_title_rows(wh, model_id: str) -> np.ndarray:
     """Test rows (in split order) whose title no training row has."""
-    model = load_model(wh, model_id)
-    split = pq.read_table(model.directory / "split.parquet")
-    products = read_products(wh, columns=["product_id", "title"])
-    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
-    part = np.array(split["split"].to_pylist())
+    products, part = split_products(wh, load_model(wh, model_id), ["product_id", "title"])
     titles = np.array([(t or "").strip().lower() for t in products["title"].to_pylist()], dtype=object)
     seen = set(titles[part == "train"].tolist())
     return np.array([t not in seen for t in titles[part == "test"]])
@@ -210,10 +200,8 @@ def new_title_rows(wh, model_id: str) -> np.ndarray:
 def subset_metrics(wh, model_id: str, target: str, mask: np.ndarray, predicted: np.ndarray | None = None) -> dict:
     """Test metrics of one target over the test rows `mask` selects: the model's, or `predicted` names."""
     model = load_model(wh, model_id)
-    split = pq.read_table(model.directory / "split.parquet")
-    test_ids = split.filter(pc.equal(split["split"], "test"))["product_id"]
-    products = read_products(wh)
-    products = products.take(pc.index_in(test_ids, value_set=products["product_id"]))
+    products, part = split_products(wh, model)
+    products = products.take(np.flatnonzero(part == "test"))
     spec = next(t for t in model.targets if t.name == target)
     names = label_strings(products[target])
     y = encode_labels(names, spec)
@@ -241,10 +229,7 @@ def member_results(wh, model_id: str, rare_n: int = 20) -> dict[str, dict]:
     from heads.train import head_quantiles
 
     model = load_model(wh, model_id)
-    split = pq.read_table(model.directory / "split.parquet")
-    products = read_products(wh)
-    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
-    part = np.array(split["split"].to_pylist())
+    products, part = split_products(wh, model)
     rows = np.flatnonzero((part == "test") | (part == "calibration"))
     test, cal = np.flatnonzero(part[rows] == "test"), np.flatnonzero(part[rows] == "calibration")
     sub = products.take(rows)

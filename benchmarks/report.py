@@ -39,3 +39,12 @@ def write_section(heading: str, body: str, path: Path = BENCHMARKS) -> None:
     pat = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def publish(lines: list[str], heading: str, write: bool) -> str:
+    """The section's markdown: printed, and written into BENCHMARKS.md when asked."""
+    md = "\n".join(lines) + "\n"
+    print(md)
+    if write:
+        write_section(heading, md)
+    return md

@@ -89,6 +89,17 @@ def load_model(wh: Warehouse, model_id: str) -> LoadedModel:
     return LoadedModel(model_id, spec["head"], directory, spec, targets, blocks, impl)
 
 
+def split_products(wh: Warehouse, model: LoadedModel, columns: Sequence[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+    """The products of the model's evaluation split in the split's order, and each one's part
+    (train, val, calibration, test): what its reported figures were measured on."""
+    import pyarrow.parquet as pq
+
+    split = pq.read_table(model.directory / "split.parquet")
+    products = read_products(wh, columns=list(columns) if columns else None)
+    products = products.take(pc.index_in(split["product_id"], value_set=products["product_id"]))
+    return products, np.array(split["split"].to_pylist())
+
+
 def to_predictions(model: LoadedModel, raw: dict[str, np.ndarray], features: Features, top_k: int = 3) -> dict[str, TargetPrediction]:
     """Top-k labels with probabilities, or value and interval in the original unit."""
     has = features.any_found()
