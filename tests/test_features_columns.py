@@ -124,6 +124,15 @@ def test_columns_encoded_once_versioned_per_product_and_never_the_target(tmp_pat
     model = load_model(wh, result[0].model_id)
     cols = next(b for b in model.blocks if b.name == "cols")
     assert cols.exclude == ("gender",) and cols.dim == 4 + 2  # four brands, the photo count and its flag
+    # the rows its figures were measured on: every labelled product, in the split's order, each in one part
+    from heads.predict import split_products
+
+    split_rows, part = split_products(wh, model, ["product_id", "brand"])
+    assert split_rows.num_rows == len(part) == 240 and split_rows.column_names == ["product_id", "brand"]
+    assert set(part) == {"train", "val", "calibration", "test"} and len(set(split_rows["product_id"].to_pylist())) == 240
+    import pyarrow.parquet as pq
+
+    assert split_rows["product_id"].to_pylist() == pq.read_table(model.directory / "split.parquet")["product_id"].to_pylist()
     # price follows the brand, which only the columns carry
     assert result[0].metrics["targets"]["price"]["test"]["r2_log"] > 0.8
     # gender is a target: with its column left out and a title that does not say it, it is a guess
