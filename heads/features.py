@@ -128,7 +128,8 @@ def read_columns(store: EmbeddingStore, ids: Sequence[str], hashes: Sequence[str
     hit = pos < len(vocab)
     hit[hit] = vocab[pos[hit]] == code[hit]  # a value the model never saw has no input: the unknown bucket
     x = sp.csr_matrix((vals[hit], (rows[hit], pos[hit])), shape=(n, len(vocab)), dtype=np.float32)
-    block = Block(b.name, b.encoder_id, b.input, len(vocab), b.exclude, tuple(int(c) for c in vocab))
+    block = b if b.codes is not None else Block(b.name, b.encoder_id, b.input, len(vocab), b.exclude,
+                                                 tuple(int(c) for c in vocab))
     return (x if sparse else x.toarray()), f, block
 
 
