@@ -66,6 +66,7 @@ def coverage_resplit(y: np.ndarray, raw: np.ndarray, cal: np.ndarray, test: np.n
         covs.append(float(np.mean((y[t] >= r[:, 1]) & (y[t] <= r[:, 2]))))
     return {"coverage_resplit_mean": float(np.mean(covs)), "coverage_resplit_sd": float(np.std(covs))}
 COLOUR = {"family": "colour", "model": "hsv:12x3x3+4", "input": "image"}
+SLOT_NGRAMS = {"title_words": "word:1-2:1048576;max_ngrams=64", "title_chars": "char_wb:2-4:1048576;max_ngrams=512"}
 WIDE_CHARS = {"family": "hashing", "model": "char_wb:2-5:16384", "input": "title"}
 # num_images as a category, not a number: price does not grow in step with the photo count
 MYNTRA_COLUMNS = {"family": "columns", "model": "cat=brand,gender,primary_colour,num_images;num=", "input": "columns"}
@@ -527,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--linear-features", nargs="+", default=None,
                     help="blocks the linear head (and blend member) reads (default: the config's train.linear.features)")
     ap.add_argument("--knn-k", nargs="+", type=int, default=None, help="k candidates of the knn head (default: the config's)")
+    ap.add_argument("--slot-ngrams", action="store_true",
+                    help="the config's title_words and title_chars stored as n-gram slots over 2**20 slots "
+                         f"({SLOT_NGRAMS['title_words']}, {SLOT_NGRAMS['title_chars']}) instead of 4,096 dense slots")
     ap.add_argument("--wide-chars", action="store_true",
                     help="Myntra: add title character 2-5-grams hashed into 16,384 slots (config text+columns+wide; "
                          "the neighbours of the knn head are found on them)")
@@ -561,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
     settings = demo_settings()
+    if args.slot_ngrams:
+        for name, model in SLOT_NGRAMS.items():
+            settings.encoders[name] = settings.encoders[name].model_copy(update={"model": model})
     settings.train.seed = args.seed
     settings.train.lightgbm.num_threads = args.lgb_threads
     if args.mlp_ensemble:

@@ -90,6 +90,12 @@ def read_vector_set(wh: Warehouse, name: str, spec: EncoderSpec, products: pa.Ta
         raise QueryError(f"encoder {name!r} encodes catalog {spec.input}, not photos or titles: "
                          "similarity over the stored vectors takes image and title encoders")
     eid = make_encoder_id(spec)
+    if spec.family == "hashing":
+        from features.encoders.hashing import stores_slots
+
+        if stores_slots(eid):
+            raise QueryError(f"encoder {name!r} stores the slot numbers of a title's n-grams (max_ngrams), not a "
+                             "vector to compare: name an image or sentence encoder, or a hashing model without max_ngrams")
     store = EmbeddingStore(wh, eid)
     ids = products["product_id"].to_pylist()
     matrix, found = store.read_matrix(ids, products[HASH_COLUMN[spec.input]].to_pylist())

@@ -10,6 +10,14 @@ Blocks of the hashing and columns families are held as scipy CSR matrices (`Bloc
 two 4096-d hashed title encoders are 32 KB a product as dense float32 (32 GB at a million
 products) but a few hundred bytes as non-zeros. Heads densify the rows of one batch at a time
 (`dense_rows`), so a sparse and a dense copy of the same block give the same numbers.
+
+Two families store codes, not the vector a head reads: the columns encoder stores each value's
+slot, a hashing encoder with `max_ngrams` the slots of a title's n-grams, over millions of slots
+so that nothing collides. A model reads them as presence over a vocabulary of codes (`Block.codes`)
+fixed when it is trained: for columns every value of the rows read, for hashed n-grams those at
+least `min_df` of the rows read hold (at most `max_codes`, the most frequent). The rows read are
+the training products, labels unread, as a TF-IDF vectorizer is fitted on the corpus; a code only
+held-out rows have gets a column no training row sets, which every head gives no weight.
 """
 from __future__ import annotations
 
@@ -53,9 +61,10 @@ class Block:
     """One encoder's slot in the feature vector: its id, its input kind and its dimension.
 
     `exclude`: columns of a columns encoder the heads do not see (they are targets of the model).
-    `codes`: for a columns encoder, the one-hot codes (features.encoders.columns.codes) the model
-    reads, in order: the values its training rows hold, and every numeric column. Unset before
-    training; `read_features` fills it from the rows it reads. `dim` is then len(codes).
+    `codes`: the codes the model reads, in order: for a columns encoder the one-hot codes
+    (features.encoders.columns.codes) of the values its training rows hold and every numeric
+    column; for a hashing encoder that stores slots, the n-gram slots of its vocabulary. Unset
+    before training; `read_features` fills it from the rows it reads. `dim` is then len(codes).
     """
 
     name: str
@@ -81,6 +90,13 @@ class Block:
     def is_sparse(self) -> bool:
         """Read as CSR: the hashing and columns families (hashed n-grams, one-hots) are mostly zeros."""
         return self.encoder_id.split(":", 1)[0] in SPARSE_FAMILIES
+
+    @property
+    def stores_slots(self) -> bool:
+        """A hashing encoder storing its n-grams' slot numbers (`max_ngrams`), read through a vocabulary."""
+        from features.encoders.hashing import stores_slots
+
+        return stores_slots(self.encoder_id)
 
     def layout(self):
         """The column layout of a columns encoder (its model is the second part of the encoder id)."""
@@ -131,6 +147,57 @@ def read_columns(store: EmbeddingStore, ids: Sequence[str], hashes: Sequence[str
     block = b if b.codes is not None else Block(b.name, b.encoder_id, b.input, len(vocab), b.exclude,
                                                  tuple(int(c) for c in vocab))
     return (x if sparse else x.toarray()), f, block
+
+
+def slot_vocabulary(code: np.ndarray, min_df: int, max_codes: int) -> np.ndarray:
+    """The n-gram slots at least `min_df` rows hold, at most `max_codes` of them (the most frequent;
+    ties: the smaller slot), sorted. `code`: every stored (row, slot) pair's slot; a row stores a
+    slot once, so a slot's count is its number of rows."""
+    uniq, df = np.unique(code, return_counts=True)
+    keep = df >= max(min_df, 1)
+    uniq, df = uniq[keep], df[keep]
+    if len(uniq) > max_codes:
+        uniq = np.sort(uniq[np.argsort(-df, kind="stable")[:max_codes]])
+    return uniq
+
+
+def read_slots(store: EmbeddingStore, ids: Sequence[str], hashes: Sequence[str | None], b: Block, sparse: bool,
+               min_df: int, max_codes: int) -> tuple[Matrix, np.ndarray, Block]:
+    """A hashing block stored as slot numbers: binary presence over the block's vocabulary, each row
+    L2-normalised over all its n-grams (the numbers the dense layout holds, without its collisions)."""
+    from features.encoders.hashing import model_of, parse_model
+
+    keep = parse_model(model_of(b.encoder_id))[3]
+    if store.dim is not None and store.dim != keep:
+        raise FeatureMismatch(f"encoder {b.encoder_id!r} stores {store.dim} numbers per product, its model keeps "
+                              f"{keep} n-grams: vectors of another layout; run `vitrine encode` again")
+    n = len(ids)
+    if store.dim is None:
+        m, f = sp.csr_matrix((n, keep), dtype=np.float32), np.zeros(n, dtype=bool)
+    else:
+        m, f = store.read_matrix(ids, hashes, sparse=True)
+    x, vocab = slot_presence(m, None if b.codes is None else np.asarray(b.codes, dtype=np.int64), min_df, max_codes)
+    block = b if b.codes is not None else Block(b.name, b.encoder_id, b.input, len(vocab), b.exclude,
+                                                 tuple(int(c) for c in vocab))
+    return (x if sparse else x.toarray()), f, block
+
+
+def slot_presence(stored, vocab: np.ndarray | None, min_df: int = 2, max_codes: int = 32768) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Stored slot rows (slot + 1 per n-gram, 0 pads; dense or CSR) → (presence over `vocab`, each row
+    L2-normalised over all its n-grams, and `vocab`); `vocab` None: `slot_vocabulary` of these rows."""
+    m = sp.csr_matrix(stored, dtype=np.float32)
+    m.eliminate_zeros()
+    n = m.shape[0]
+    per_row = np.diff(m.indptr)
+    rows = np.repeat(np.arange(n), per_row)
+    code = np.rint(m.data).astype(np.int64) - 1
+    vals = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32)[rows]
+    if vocab is None:
+        vocab = slot_vocabulary(code, min_df, max_codes)
+    pos = np.searchsorted(vocab, code)
+    hit = pos < len(vocab)
+    hit[hit] = vocab[pos[hit]] == code[hit]  # an n-gram outside the vocabulary has no input
+    return sp.csr_matrix((vals[hit], (rows[hit], pos[hit])), shape=(n, len(vocab)), dtype=np.float32), vocab
 
 
 def without_targets(blocks: Sequence[Block], targets: Sequence[str]) -> tuple[list[Block], list[str]]:
@@ -236,11 +303,13 @@ def blocks_with_inputs(wh: Warehouse, products: pa.Table, blocks: Sequence[Block
 
 
 def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True,
-                  sparse: bool = True) -> Features:
+                  sparse: bool = True, min_df: int = 2, max_codes: int = 32768) -> Features:
     """Bulk-read every block's vectors for the products (columns product_id + *_sha256).
 
     Blocks with a known `dim` (a trained model's) refuse a store holding another dimension.
     `sparse`: sparse blocks come back as CSR (False: every block dense, as before CSR existed).
+    `min_df`, `max_codes`: the vocabulary of a hashing block stored as slots, when it has none yet
+    (training; see the module docstring).
     """
     ids = products["product_id"].to_pylist()
     mats: dict[str, np.ndarray] = {}
@@ -254,6 +323,13 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
             if store.dim is None and b.codes is None and require_vectors:
                 raise FeatureMismatch(f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first")
             mats[b.encoder_id], found[b.encoder_id], done = read_columns(store, ids, input_hashes(products, b), b, sparse)
+            resolved.append(done)
+            continue
+        if b.stores_slots:
+            if store.dim is None and b.codes is None and require_vectors:
+                raise FeatureMismatch(f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first")
+            mats[b.encoder_id], found[b.encoder_id], done = read_slots(store, ids, input_hashes(products, b), b, sparse,
+                                                                       min_df, max_codes)
             resolved.append(done)
             continue
         if store.dim is None:

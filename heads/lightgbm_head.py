@@ -2,7 +2,9 @@
 
 Trees on raw 1,000+-d embeddings are slow and weak (measured: 0.23 accuracy where a linear model
 reaches 0.94). So each encoder block is reduced by a PCA fitted on the training rows that have
-that encoder's vector (missing rows become 0 = the mean, plus a missing-indicator column), and
+that encoder's vector (missing rows become 0 = the mean, plus a missing-indicator column; a hashed
+n-gram block stored as slots, tens of thousands of inputs wide, by a truncated SVD of its sparse
+rows, which never densifies them), and
 for each target an out-of-fold linear model (logistic regression / ridge on the wider PCA) adds
 its class probabilities (or log-price) as stacked inputs. Boosting starts from that linear model
 (its log-probabilities or log-price are the booster's init score), so the trees learn only the
@@ -21,7 +23,8 @@ from pathlib import Path
 import joblib
 import lightgbm as lgb
 import numpy as np
-from sklearn.decomposition import PCA
+from scipy import sparse as sp
+from sklearn.decomposition import PCA, TruncatedSVD
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
@@ -51,6 +54,11 @@ def _init_score(spec: TargetSpec, stacked: np.ndarray) -> np.ndarray | None:
     return stacked[:, 0].copy()
 
 
+def components(projection) -> int:
+    """Scores a block's fitted projection gives (PCA or, for n-gram slots, truncated SVD; None: 0)."""
+    return 0 if projection is None else int(projection.components_.shape[0])
+
+
 def _softmax(raw: np.ndarray) -> np.ndarray:
     z = np.exp(raw - raw.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
@@ -78,6 +86,19 @@ class LightGBMHead:
             rows = np.flatnonzero(feats.found[b.encoder_id])
             if len(rows) > s.pca_fit_rows:  # a seeded sample fits the projection; every row is projected
                 rows = np.sort(rng.choice(rows, s.pca_fit_rows, replace=False))
+            if b.stores_slots:
+                # tens of thousands of n-gram inputs: densified, 200,000 fit rows would be tens of GB, so
+                # a truncated SVD fits on the sparse rows themselves (uncentred; trees do not mind)
+                x = feats.matrices[b.encoder_id][rows]
+                k = min(want, x.shape[1] - 1, max(x.shape[0] - 1, 0))
+                if k < 1:
+                    self.pcas[b.encoder_id] = None
+                    continue
+                svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=self.settings.seed)
+                svd.fit(sp.csr_matrix(x, dtype=np.float64))
+                svd.components_ = np.ascontiguousarray(svd.components_)
+                self.pcas[b.encoder_id] = svd
+                continue
             x = dense_rows(feats.matrices[b.encoder_id], rows)
             k = min(want, x.shape[1], max(x.shape[0] - 1, 0))
             if k < 1:
@@ -97,11 +118,14 @@ class LightGBMHead:
         for eid in self.block_order:
             m, f = feats.matrices[eid], feats.found[eid]
             pca = self.pcas[eid]
-            z = np.zeros((feats.n, 0 if pca is None else pca.n_components_), dtype=np.float64)
+            z = np.zeros((feats.n, components(pca)), dtype=np.float64)
             if pca is not None and f.any():
                 idx = np.flatnonzero(f)
                 for part in row_chunks(len(idx), 8192):  # a chunk densified at a time (sparse blocks)
-                    z[idx[part]] = pca.transform(dense_rows(m, idx[part]).astype(np.float64))
+                    if isinstance(pca, TruncatedSVD):
+                        z[idx[part]] = pca.transform(sp.csr_matrix(m[idx[part]], dtype=np.float64))
+                    else:
+                        z[idx[part]] = pca.transform(dense_rows(m, idx[part]).astype(np.float64))
             blocks.append(z)
             missing.append((~f).astype(np.float64))
         return blocks, np.column_stack(missing) if missing else np.zeros((feats.n, 0))
@@ -256,7 +280,7 @@ class LightGBMHead:
                 files[t][role] = name
         joblib.dump({"pcas": self.pcas, "linear": self.linear, "block_order": self.block_order},
                     directory / "lightgbm-preprocess.joblib")
-        pca_dims = {eid: (0 if p is None else int(p.n_components_)) for eid, p in self.pcas.items()}
+        pca_dims = {eid: components(p) for eid, p in self.pcas.items()}
         return {"boosters": files, "preprocess": "lightgbm-preprocess.joblib", "pca_dims": pca_dims,
                 "boost_from_linear": self.boost_from_linear, "residual_quantiles": self.residual_quantiles,
                 "lightgbm_settings": json.loads(self.settings.lightgbm.model_dump_json())}

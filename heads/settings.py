@@ -133,6 +133,14 @@ class TrainSettings(Strict):
         True, description="hold hashing and columns blocks as sparse matrices while training (false: dense, "
         "32 KB a product for two 4096-d hashed encoders); both give the same model",
     )
+    ngram_min_df: int = Field(
+        2, ge=1, description="a hashed n-gram stored as a slot (hashing `max_ngrams`) becomes an input when at least "
+        "this many of the products read for training hold it (their labels are not read)",
+    )
+    ngram_max_codes: int = Field(
+        32768, ge=1, description="at most this many n-gram inputs per hashing block stored as slots (the most "
+        "frequent): bounds the heads' width whatever the catalog's vocabulary",
+    )
     min_class_count: int = Field(
         10, ge=2, description="classes with fewer labelled rows are merged into '__other__'"
     )

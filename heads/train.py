@@ -159,7 +159,8 @@ def train(
     blocks, notes2 = without_targets(blocks, [s.name for s in specs])
     for msg in notes + notes2:
         log(msg)
-    feats = read_features(wh, products, blocks, sparse=ts.sparse_features)
+    feats = read_features(wh, products, blocks, sparse=ts.sparse_features, min_df=ts.ngram_min_df,
+                          max_codes=ts.ngram_max_codes)
     true_names = {s.name: label_strings(products[s.name]) for s in specs if s.kind == "classification"}
     cov = coverage(feats)
     for b in feats.blocks:
