@@ -31,6 +31,7 @@ from scipy import sparse as sp
 
 from features.identity import encoder_id as make_encoder_id
 from features.store import HASH_COLUMN, EmbeddingStore
+from heads.settings import TrainSettings
 from warehouse.layout import Warehouse
 from warehouse.errors import VitrineError
 
@@ -140,13 +141,20 @@ def read_columns(store: EmbeddingStore, ids: Sequence[str], hashes: Sequence[str
     rows, code, vals = columns.codes(m[f], lay)
     rows = np.flatnonzero(f)[rows]
     vocab = np.asarray(b.codes, dtype=np.int64) if b.codes is not None else column_vocabulary(lay, code, b.exclude)
-    pos = np.searchsorted(vocab, code)
-    hit = pos < len(vocab)
-    hit[hit] = vocab[pos[hit]] == code[hit]  # a value the model never saw has no input: the unknown bucket
+    pos, hit = vocab_positions(vocab, code)  # a value the model never saw has no input: the unknown bucket
     x = sp.csr_matrix((vals[hit], (rows[hit], pos[hit])), shape=(n, len(vocab)), dtype=np.float32)
     block = b if b.codes is not None else Block(b.name, b.encoder_id, b.input, len(vocab), b.exclude,
                                                  tuple(int(c) for c in vocab))
     return (x if sparse else x.toarray()), f, block
+
+
+def vocab_positions(vocab: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each code's column in a sorted vocabulary, and whether the vocabulary has it at all: codes
+    outside it (values or n-grams training never saw) must get no input rather than a neighbour's."""
+    pos = np.searchsorted(vocab, code)
+    hit = pos < len(vocab)
+    hit[hit] = vocab[pos[hit]] == code[hit]
+    return pos, hit
 
 
 def slot_vocabulary(code: np.ndarray, min_df: int, max_codes: int) -> np.ndarray:
@@ -182,7 +190,7 @@ def read_slots(store: EmbeddingStore, ids: Sequence[str], hashes: Sequence[str |
     return (x if sparse else x.toarray()), f, block
 
 
-def slot_presence(stored, vocab: np.ndarray | None, min_df: int = 2, max_codes: int = 32768) -> tuple[sp.csr_matrix, np.ndarray]:
+def slot_presence(stored, vocab: np.ndarray | None, min_df: int, max_codes: int) -> tuple[sp.csr_matrix, np.ndarray]:
     """Stored slot rows (slot + 1 per n-gram, 0 pads; dense or CSR) → (presence over `vocab`, each row
     L2-normalised over all its n-grams, and `vocab`); `vocab` None: `slot_vocabulary` of these rows."""
     m = sp.csr_matrix(stored, dtype=np.float32)
@@ -194,9 +202,7 @@ def slot_presence(stored, vocab: np.ndarray | None, min_df: int = 2, max_codes: 
     vals = (1.0 / np.sqrt(np.maximum(per_row, 1))).astype(np.float32)[rows]
     if vocab is None:
         vocab = slot_vocabulary(code, min_df, max_codes)
-    pos = np.searchsorted(vocab, code)
-    hit = pos < len(vocab)
-    hit[hit] = vocab[pos[hit]] == code[hit]  # an n-gram outside the vocabulary has no input
+    pos, hit = vocab_positions(vocab, code)
     return sp.csr_matrix((vals[hit], (rows[hit], pos[hit])), shape=(n, len(vocab)), dtype=np.float32), vocab
 
 
@@ -303,14 +309,17 @@ def blocks_with_inputs(wh: Warehouse, products: pa.Table, blocks: Sequence[Block
 
 
 def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], require_vectors: bool = True,
-                  sparse: bool = True, min_df: int = 2, max_codes: int = 32768) -> Features:
+                  sparse: bool = True, min_df: int | None = None, max_codes: int | None = None) -> Features:
     """Bulk-read every block's vectors for the products (columns product_id + *_sha256).
 
     Blocks with a known `dim` (a trained model's) refuse a store holding another dimension.
     `sparse`: sparse blocks come back as CSR (False: every block dense, as before CSR existed).
     `min_df`, `max_codes`: the vocabulary of a hashing block stored as slots, when it has none yet
-    (training; see the module docstring).
+    (training; see the module docstring); None: the `train.ngram_*` defaults.
     """
+    fields = TrainSettings.model_fields
+    min_df = fields["ngram_min_df"].default if min_df is None else min_df
+    max_codes = fields["ngram_max_codes"].default if max_codes is None else max_codes
     ids = products["product_id"].to_pylist()
     mats: dict[str, np.ndarray] = {}
     found: dict[str, np.ndarray] = {}
@@ -319,26 +328,20 @@ def read_features(wh: Warehouse, products: pa.Table, blocks: Sequence[Block], re
         if b.input not in HASH_COLUMN and b.input != "columns":
             raise ValueError(f"encoder {b.encoder_id!r} has unknown input {b.input!r}")
         store = EmbeddingStore(wh, b.encoder_id)
-        if b.input == "columns":
-            if store.dim is None and b.codes is None and require_vectors:
+        coded = b.input == "columns" or b.stores_slots
+        if store.dim is None and (b.codes if coded else b.dim) is None:
+            if require_vectors:
                 raise FeatureMismatch(f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first")
-            mats[b.encoder_id], found[b.encoder_id], done = read_columns(store, ids, input_hashes(products, b), b, sparse)
-            resolved.append(done)
-            continue
-        if b.stores_slots:
-            if store.dim is None and b.codes is None and require_vectors:
-                raise FeatureMismatch(f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first")
-            mats[b.encoder_id], found[b.encoder_id], done = read_slots(store, ids, input_hashes(products, b), b, sparse,
-                                                                       min_df, max_codes)
+            if not coded:
+                raise FeatureMismatch(f"encoder {b.encoder_id!r} has no vectors and no known dimension")
+        if coded:
+            hashes = input_hashes(products, b)
+            mats[b.encoder_id], found[b.encoder_id], done = (
+                read_columns(store, ids, hashes, b, sparse) if b.input == "columns"
+                else read_slots(store, ids, hashes, b, sparse, min_df, max_codes))
             resolved.append(done)
             continue
         if store.dim is None:
-            if b.dim is None:
-                if require_vectors:
-                    raise FeatureMismatch(
-                        f"no vectors stored for encoder {b.encoder_id!r} ({b.name}); run `vitrine encode` first"
-                    )
-                raise FeatureMismatch(f"encoder {b.encoder_id!r} has no vectors and no known dimension")
             mats[b.encoder_id] = (sp.csr_matrix((len(ids), b.dim), dtype=np.float32) if sparse and b.is_sparse
                                   else np.zeros((len(ids), b.dim), dtype=np.float32))
             found[b.encoder_id] = np.zeros(len(ids), dtype=bool)

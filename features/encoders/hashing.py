@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy import sparse as sp
 
 from features.encoders.base import Encoder, check_weightless
 from features.settings import EncoderSpec
@@ -69,10 +70,14 @@ def stores_slots(encoder_id: str) -> bool:
 
 def slot_rows(x, keep: int) -> np.ndarray:
     """CSR presence rows → (n, keep) float32: each row's slot numbers + 1, ascending, 0-padded."""
+    x = sp.csr_matrix(x, copy=True)
+    x.sort_indices()
+    per_row = np.diff(x.indptr)
+    rows = np.repeat(np.arange(x.shape[0]), per_row)
+    place = np.arange(x.nnz) - np.repeat(x.indptr[:-1], per_row)  # rank of the slot within its row
+    kept = place < keep
     out = np.zeros((x.shape[0], keep), dtype=np.float32)
-    for i in range(x.shape[0]):
-        cols = np.sort(x.indices[x.indptr[i]:x.indptr[i + 1]])[:keep]
-        out[i, :len(cols)] = cols + 1
+    out[rows[kept], place[kept]] = x.indices[kept] + 1
     return out
 
 
