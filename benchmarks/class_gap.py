@@ -20,13 +20,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
 from heads.features import read_features  # noqa: E402
-from heads.predict import load_model, split_products  # noqa: E402
+from heads.predict import LoadedModel, load_model, split_products  # noqa: E402
 from heads.registry import current_models  # noqa: E402
 from heads.targets import label_strings  # noqa: E402
-from warehouse.layout import open_warehouse  # noqa: E402
+from warehouse.layout import Warehouse, open_warehouse  # noqa: E402
 import quality  # noqa: E402
 from report import publish, stamp  # noqa: E402
 
@@ -36,6 +37,21 @@ def macro_f1_true(true: np.ndarray, pred: np.ndarray) -> float:
     return float(f1_score(true, pred, labels=sorted(set(true.tolist())), average="macro", zero_division=0))
 
 
+def fashion_run(work: Path) -> tuple[Warehouse, LoadedModel, pa.Table, np.ndarray, dict]:
+    """What a Fashion quality run left in `work`: its warehouse, the current model of every Fashion
+    target (the one the run registered), that model's split (products, part) and the TF-IDF
+    baseline's predicted test classes per target, refitted on the same train rows."""
+    wh = open_warehouse(work / "wh-fashion")
+    models = [m for m in current_models(wh) if set(quality.FASHION_TARGETS) <= set(m["targets"])]
+    if not models:
+        raise SystemExit(f"no current model of {quality.FASHION_TARGETS} in {work / 'wh-fashion'}: run benchmarks/quality.py first")
+    model = load_model(wh, models[0]["model_id"])
+    products, part = split_products(wh, model)
+    base: dict = {}
+    quality.tfidf_baseline(wh, model.model_id, base)
+    return wh, model, products, part, base
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/vitrine-quality"), help="a Fashion quality run's scratch folder")
@@ -43,16 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="write into BENCHMARKS.md")
     ap.add_argument("--section", default="Quality: macro-F1 gaps to the TF-IDF baseline, resampled")
     args = ap.parse_args(argv)
-    wh = open_warehouse(args.work / "wh-fashion")
-    models = [m for m in current_models(wh) if set(quality.FASHION_TARGETS) <= set(m["targets"])]
-    if not models:
-        raise SystemExit(f"no current model of {quality.FASHION_TARGETS} in {args.work / 'wh-fashion'}: run benchmarks/quality.py first")
-    model = load_model(wh, models[0]["model_id"])
-    products, part = split_products(wh, model)
+    wh, model, products, part, base = fashion_run(args.work)
     test = np.flatnonzero(part == "test")
     raw = model.predict_features(read_features(wh, products.take(test), model.blocks))
-    base: dict = {}
-    quality.tfidf_baseline(wh, model.model_id, base)
     lines = [stamp("python benchmarks/class_gap.py " + " ".join(argv if argv is not None else sys.argv[1:])),
              f"Model `{model.model_id}` ({model.head}) against the TF-IDF + logistic regression baseline of "
              f"`benchmarks/quality.py`, on the {len(test)} test rows of its split. Gap: macro-F1 over the true "

@@ -32,9 +32,13 @@ from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 from features.encoders.columns import MAX_SLOTS, codes, parse_model, sources, vectors  # noqa: E402
 from heads.features import column_vocabulary  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import publish, stamp  # noqa: E402
+from report import publish, stamp, table  # noqa: E402
 
 SLOTS = (2048, 16384, MAX_SLOTS)
+
+
+RIDGE_COLUMNS = ["alpha", "R² log (val)", "R² log (test)"]  # what ridge() returns, as table columns
+RIDGE_FORMATS = ["{}", "{}", "{}", "{}", "{:.4f}", "{:.4f}"]  # a row: name, two counts, then ridge()'s three
 
 
 def ridge(x, y, m) -> tuple[float, float, float]:
@@ -53,8 +57,8 @@ def hashed(cats: list[list[str]], slots: int, train: np.ndarray) -> tuple[sp.csr
     and (distinct training values, distinct training codes): their difference is the collisions."""
     names = [c for c in price_ceiling.CATEGORICAL]
     lay = parse_model(f"cat={','.join(names)};num=;slots={slots}")
-    table = pa.table({c: [row[k] for row in cats] for k, c in enumerate(names)})
-    rows, code, vals = codes(vectors(sources(table, lay), lay), lay)
+    frame = pa.table({c: [row[k] for row in cats] for k, c in enumerate(names)})
+    rows, code, vals = codes(vectors(sources(frame, lay), lay), lay)
     vocab = column_vocabulary(lay, code, ())
     x = sp.csr_matrix((vals, (rows, np.searchsorted(vocab, code))), shape=(len(cats), len(vocab)))
     tr_values = len({(k, str(v).strip().lower()) for i in train for k, v in enumerate(cats[i])})
@@ -86,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
              f"({len(m['train'])} / {len(m['val'])} / {len(m['test'])}); {brands} brands in the train rows. "
              "Ridge on title character 2-4-gram TF-IDF plus the columns brand, gender, primary_colour and "
              "num_images; alpha picked on validation.", "",
-             "| columns as | distinct train values | values lost to shared slots | alpha | R² log (val) | R² log (test) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {n} | {nv} | {c} | {a} | {v:.4f} | {t:.4f} |" for n, nv, c, a, v, t in rows]
+             *table(["columns as", "distinct train values", "values lost to shared slots", *RIDGE_COLUMNS], rows, RIDGE_FORMATS)]
     publish(lines, "Catalog columns: hashed slots and collisions", args.write)
     return 0
 

@@ -30,9 +30,9 @@ from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 
 from features.encoders.hashing import HashingEncoder  # noqa: E402
 from heads.features import slot_presence  # noqa: E402
-from columns_collisions import ridge  # noqa: E402
+from columns_collisions import RIDGE_COLUMNS, RIDGE_FORMATS, ridge  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import publish, stamp  # noqa: E402
+from report import publish, stamp, table  # noqa: E402
 
 
 def encoded(titles: list[str], model: str) -> np.ndarray:
@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
              "train titles. Ridge on the title's n-grams (IDF-weighted, L2-normalised) plus an exact one-hot of "
              f"{', '.join(price_ceiling.CATEGORICAL)}; alpha picked on validation. `n-grams lost to shared slots`: the distinct "
              "train n-grams less the slots they occupy (n-grams that found their slot taken by another).", "",
-             "| title n-grams as | inputs | n-grams lost to shared slots | alpha | R² log (val) | R² log (test) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {n} | {w} | {c} | {a} | {v:.4f} | {t:.4f} |" for n, w, c, a, v, t in rows]
+             *table(["title n-grams as", "inputs", "n-grams lost to shared slots", *RIDGE_COLUMNS], rows, RIDGE_FORMATS)]
     publish(lines, "Hashed title n-grams: slots and collisions", args.write)
     return 0
 

@@ -5,11 +5,14 @@
 model and the strongest probe (the mean of the ridge with columns, kNN and LightGBM) side by side
 on the validation rows too (both chose their settings there) and resamples the test rows with
 replacement (paired: the same rows for both) to give the test gap an interval. Several quality
-runs (split seeds) can be given at once; the last row pools their gaps.
+runs (split seeds) can be given at once; the last row pools their gaps. A second table gives each
+model's interval: its test coverage, and its coverage over re-partitions of the calibration and
+test rows (what the calibration method gives apart from the luck of one calibration draw).
 
-    for s in 0 1 2 3; do python benchmarks/quality.py --skip fashion --columns --myntra-configs text+columns \\
-        --heads blend --ceiling --work /tmp/vqm-$s --seed $s; done
-    python benchmarks/price_gap.py --work /tmp/vqm-0 /tmp/vqm-1 /tmp/vqm-2 /tmp/vqm-3 --write
+    for s in 0 1 2 3; do python benchmarks/quality.py --config configs/price.yaml --skip fashion \\
+        --myntra-configs text+columns --heads blend --ceiling --work /tmp/vqp-$s --seed $s; done
+    python benchmarks/price_gap.py --work /tmp/vqp-0 /tmp/vqp-1 /tmp/vqp-2 /tmp/vqp-3 --write \\
+        --section "Price: the shipped price config against the strongest probe"
 """
 from __future__ import annotations
 
@@ -25,19 +28,26 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import r2_score  # noqa: E402
 
 from heads.features import read_features  # noqa: E402
+from heads.conformal import apply_calibration  # noqa: E402
+from heads.metrics import regression_metrics  # noqa: E402
 from heads.predict import load_model, split_products  # noqa: E402
+from heads.train import head_quantiles  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import publish, stamp  # noqa: E402
+from quality import coverage_resplit  # noqa: E402
+from report import publish, stamp, table  # noqa: E402
 
 
-def model_predictions(work: Path, model_id: str) -> np.ndarray:
-    """The price model's log-price prediction of every row of its split, in the split's order."""
+def model_outputs(work: Path, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The price model's log [value, lower, upper] for every row of its split in the split's order,
+    calibrated (as it predicts) and before calibration, each row's part, and the interval's level."""
     wh = open_warehouse(work / "wh-myntra")
     model = load_model(wh, model_id)
-    products, _ = split_products(wh, model)
-    raw = model.predict_features(read_features(wh, products, model.blocks))
-    return raw["price"][:, 0]
+    products, part = split_products(wh, model)
+    uncal = model.impl.predict(read_features(wh, products, model.blocks))
+    raw = apply_calibration(uncal, model.spec.get("calibration") or {})
+    lo, hi = head_quantiles(model.impl.settings, model.head)
+    return raw["price"], uncal["price"], part, hi - lo
 
 
 def paired_gap(y: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> np.ndarray:
@@ -58,12 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="write into BENCHMARKS.md")
     ap.add_argument("--section", default="Price: the model against the strongest probe, validation and test")
     args = ap.parse_args(argv)
-    rows, gaps = [], []
+    rows, gaps, intervals = [], [], []
     for k, work in enumerate(args.work):
         titles, cats, y, masks, model_id = price_ceiling.load(work)
         keep: dict = {}
         price_ceiling.probes(titles, cats, y, masks, args.threads, keep)
-        mine, probe = model_predictions(work, model_id), keep["mean"]
+        raw, uncal, part, level = model_outputs(work, model_id)
+        mine, probe = raw[:, 0], keep["mean"]
+        m = regression_metrics(y[masks["test"]], *raw[masks["test"]].T)
+        m.update(coverage_resplit(y, uncal, np.flatnonzero(part == "calibration"), np.flatnonzero(part == "test"), level))
+        intervals.append((work.name, f"{m['r2_log']:.3f}", f"{m['mae']:.0f}", f"{m['mape']:.3f}", f"{level:.0%}",
+                          f"{m['interval_coverage']:.1%}", f"{m['interval_median_width']:.0f}",
+                          f"{m['coverage_resplit_mean']:.1%}", f"{m['coverage_resplit_sd'] * 100:.1f}"))
         va, te = masks["val"], masks["test"]
         gap = paired_gap(y[te], mine[te], probe[te], args.resamples, k)
         gaps.append(gap)
@@ -88,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| mean of {len(rows)} | | {np.mean([r[2] for r in rows]):.4f} | {np.mean([r[3] for r in rows]):.4f} | "
                      f"{np.mean([r[4] for r in rows]):.4f} | {np.mean([r[5] for r in rows]):.4f} | "
                      f"{np.mean([r[4] - r[5] for r in rows]):+.4f} | {lo:+.4f} to {hi:+.4f} | {np.mean(pooled >= 0):.0%} |")
+    lines += ["", "The same models' price intervals on their test rows (the interval as the model outputs it, "
+              "conformalised on its calibration rows), and their coverage over 300 random re-partitions of the "
+              "calibration and test rows (same sizes, same fitted model):", "",
+              *table(["run", "R² log", "MAE (INR)", "MAPE", "interval level", "test coverage", "median width (INR)",
+                      "coverage, mean of re-partitions", "sd (points)"], intervals)]
     publish(lines, args.section, args.write)
     return 0
 

@@ -516,6 +516,8 @@ def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=None,
+                    help="the config whose encoders and heads are measured (default: configs/demo.yaml)")
     ap.add_argument("--limit", type=int, default=None, help="sample N Fashion products (default: all)")
     ap.add_argument("--myntra-limit", type=int, default=None, help="sample N Myntra products (default: all)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/vitrine-quality"), help="scratch folder (warehouses)")
@@ -564,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and args.work.exists():
         shutil.rmtree(args.work)
     args.work.mkdir(parents=True, exist_ok=True)
-    settings = demo_settings()
+    settings = load_settings(args.config) if args.config else demo_settings()
     if args.slot_ngrams:
         for name, model in SLOT_NGRAMS.items():
             settings.encoders[name] = settings.encoders[name].model_copy(update={"model": model})
@@ -618,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = {"text": text}
         if args.columns:
             settings.encoders["columns"] = EncoderSpec(**MYNTRA_COLUMNS)
+        if "columns" in settings.encoders:  # --columns, or the config's own (configs/price.yaml)
             configs["text+columns"] = text + ["columns"]
             if args.wide_chars:
                 settings.encoders["title_chars_wide"] = EncoderSpec(**WIDE_CHARS)

@@ -5,6 +5,7 @@ import os
 import platform
 import re
 from datetime import date
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
@@ -39,6 +40,15 @@ def write_section(heading: str, body: str, path: Path = BENCHMARKS) -> None:
     pat = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip("\n") + "\n\n" + section
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence], fmt: Sequence[str] | None = None) -> list[str]:
+    """A markdown table's lines; `fmt` holds one format per column (default `{}`), so a benchmark
+    states once how many decimals its figures carry."""
+    fmt = list(fmt) if fmt is not None else ["{}"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f.format(v) for f, v in zip(fmt, row)) + " |" for row in rows]
+    return lines
 
 
 def publish(lines: list[str], heading: str, write: bool) -> str:
