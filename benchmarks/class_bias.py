@@ -29,7 +29,7 @@ from sklearn.metrics import f1_score  # noqa: E402
 from heads.features import read_features  # noqa: E402
 from heads.targets import encode_labels, label_strings  # noqa: E402
 from class_gap import fashion_run, macro_f1_true  # noqa: E402
-from report import publish, stamp  # noqa: E402
+from report import command_line, publish, stamp  # noqa: E402
 
 GRID = np.round(np.arange(-2.0, 2.001, 0.25), 2)
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = products.take(rows)
     val, test = part[rows] == "val", part[rows] == "test"
     raw = model.predict_features(read_features(wh, sub, model.blocks))
-    lines = [stamp("python benchmarks/class_bias.py " + " ".join(argv if argv is not None else sys.argv[1:])),
+    lines = [stamp(command_line(__file__, argv)),
              f"Model `{model.model_id}` ({model.head}); offsets tuned on its {int(val.sum())} validation rows "
              f"(grid {GRID[0]:+.2f} to {GRID[-1]:+.2f} step {GRID[1] - GRID[0]:.2f}, up to 3 rounds, validation accuracy "
              f"kept at least untuned), scored on its {int(test.sum())} test rows. Macro-F1 over the true classes.", "",

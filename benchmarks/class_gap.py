@@ -29,7 +29,7 @@ from heads.registry import current_models  # noqa: E402
 from heads.targets import label_strings  # noqa: E402
 from warehouse.layout import Warehouse, open_warehouse  # noqa: E402
 import quality  # noqa: E402
-from report import publish, stamp  # noqa: E402
+from report import command_line, publish, stamp  # noqa: E402
 
 
 def macro_f1_true(true: np.ndarray, pred: np.ndarray) -> float:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     wh, model, products, part, base = fashion_run(args.work)
     test = np.flatnonzero(part == "test")
     raw = model.predict_features(read_features(wh, products.take(test), model.blocks))
-    lines = [stamp("python benchmarks/class_gap.py " + " ".join(argv if argv is not None else sys.argv[1:])),
+    lines = [stamp(command_line(__file__, argv)),
              f"Model `{model.model_id}` ({model.head}) against the TF-IDF + logistic regression baseline of "
              f"`benchmarks/quality.py`, on the {len(test)} test rows of its split. Gap: macro-F1 over the true "
              f"classes, model − baseline; interval: 2.5–97.5% of {args.resamples} paired bootstrap draws of the test rows.", "",

@@ -32,7 +32,7 @@ from sklearn.preprocessing import OneHotEncoder  # noqa: E402
 from features.encoders.columns import MAX_SLOTS, codes, parse_model, sources, vectors  # noqa: E402
 from heads.features import column_vocabulary  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import publish, stamp, table  # noqa: E402
+from report import command_line, publish, stamp, table  # noqa: E402
 
 SLOTS = (2048, 16384, MAX_SLOTS)
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         a, v, t = ridge(sp.hstack([tx, x]).tocsr(), y, m)
         rows.append((f"vitrine columns, {slots:,} slots per column", f"{n_values:,}", f"{n_values - n_codes:,}", a, v, t))
     brands = len({cats[i][0] for i in m["train"]})
-    cmd = "python benchmarks/columns_collisions.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     lines = [stamp(cmd),
              f"Myntra log price, train / val / test rows of price model `{model_id}` "
              f"({len(m['train'])} / {len(m['val'])} / {len(m['test'])}); {brands} brands in the train rows. "

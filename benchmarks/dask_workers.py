@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from flows.flows import run_flow  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from quality import sample_fashion  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 
 def with_runner(s: Settings, root: Path, workers: int | None) -> Settings:
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((w, encoded, t_enc, sc.get("scored", 0), t_score))
         print(rows[-1], flush=True)
     first = rows[0]
-    lines = [stamp("python benchmarks/dask_workers.py " + shlex.join(argv if argv is not None else sys.argv[1:])), "",
+    lines = [stamp(command_line(__file__, argv)), "",
              f"{a.products} Fashion Product Images products, `configs/demo.yaml` encoders (EfficientNet-Lite0 photo, "
              "MiniLM title, two hashed title encoders), the registered MLP; a local Dask cluster "
              "(`runner.task_runner: dask`, `runner.dask_workers` N), `encode.shards` = `score.shards` = N, "

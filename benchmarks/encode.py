@@ -27,7 +27,6 @@ import csv
 import gc
 import hashlib
 import os
-import shlex
 import shutil
 import statistics
 import sys
@@ -54,7 +53,7 @@ from warehouse.layout import Warehouse, open_warehouse
 from warehouse.tables import now_utc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "fashion-product-images"
@@ -279,7 +278,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     table = run(args)
-    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/encode.py " + shlex.join(sys.argv[1:])
+    cmd = command_line(__file__, prefix="HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 ")
     body = (
         stamp(cmd.strip())
         + f"\nWall time {time.perf_counter() - t0:.0f}s. On a shared 2-core VM the image ratios of one run move by "

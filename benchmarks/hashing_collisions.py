@@ -32,7 +32,7 @@ from features.encoders.hashing import HashingEncoder  # noqa: E402
 from heads.features import slot_presence  # noqa: E402
 from columns_collisions import RIDGE_COLUMNS, RIDGE_FORMATS, ridge  # noqa: E402
 import price_ceiling  # noqa: E402
-from report import publish, stamp, table  # noqa: E402
+from report import command_line, publish, stamp, table  # noqa: E402
 
 
 def encoded(titles: list[str], model: str) -> np.ndarray:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         x, vocab = slot_presence(slots, None, min_df=min_df, max_codes=1 << 24)
         add(f"slot layout `char_wb:2-4:1048576;max_ngrams=512`, n-grams ≥ {min_df} products hold",
             idf(x, tr), f"{len(vocab):,}", f"{n_grams - used:,}")
-    cmd = "python benchmarks/hashing_collisions.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     lines = [stamp(cmd),
              f"Myntra log price, train / val / test rows of price model `{model_id}` "
              f"({len(tr)} / {len(m['val'])} / {len(m['test'])}); {n_grams:,} distinct character 2-4-grams in the "

@@ -46,7 +46,7 @@ from heads.train import train  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 from warehouse.locks import writer_lock  # noqa: E402
 from warehouse.views import connect  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets" / "fashion-product-images"
 COLS = ["id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year", "usage",
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = folds["train_s"] / base_s
     full = build(a.work, "noisy-full-ensemble", noisy_cat, settings, a.embeddings, None) if a.compare_ensemble else None
     lines = [
-        stamp("python benchmarks/label_noise.py " + " ".join(argv if argv is not None else sys.argv[1:])), "",
+        stamp(command_line(__file__, argv)), "",
         f"{len(rows)} Fashion Product Images products (sampled with seed {a.seed}); {a.noise:.0%} of the "
         "article_type labels moved to a sibling type of the same sub-category and "
         f"{a.noise:.0%} of base_colour labels to another colour (by frequency): "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "fashion-product-images"
@@ -63,7 +63,7 @@ def main() -> None:
             rows.append(f"| {n} | {m['seconds']:.0f} | {n / m['seconds']:.1f} | **{m['peak_rss_mb']:.0f}** |")
             print(rows[-1], flush=True)
     body = (
-        stamp("HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/memory.py " + " ".join(sys.argv[1:]))
+        stamp(command_line(__file__, prefix="HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 "))
         + f"\n`vitrine --config configs/demo.yaml encode --encoder {args.encoder}` on the first N products of Fashion "
         "Product Images, each in a fresh warehouse; peak RSS is that of the command's largest process (the main "
         "one or a DataLoader worker). Encoding keeps freed heap memory for the length of the run "

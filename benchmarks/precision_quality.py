@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -31,7 +30,7 @@ from heads.train import train  # noqa: E402
 from warehouse.ingest import ingest  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 from warehouse.locks import writer_lock  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 CATALOG = ROOT.parent / "shared" / "datasets" / "fashion-product-images"
 
@@ -97,7 +96,7 @@ def main() -> None:
             rows.append(f"| {target} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {d:+.4f} | "
                         f"{a['macro_f1']:.4f} | {b['macro_f1']:.4f} |")
     checks = "; ".join(f"{n}: mean {c[0]:.5f}, lowest {c[1]:.5f}" for n, (_, _, c, _) in encoded.items() if c)
-    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/precision_quality.py " + shlex.join(sys.argv[1:])
+    cmd = command_line(__file__, prefix="HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 ")
     body = (
         stamp(cmd) + f"\nWall time {time.perf_counter() - t0:.0f}s. Fashion Product Images, every product; "
         f"`configs/demo.yaml` encoders; {args.head} head, seed and split as configured, trained once on fp32 vectors "

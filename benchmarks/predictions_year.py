@@ -13,7 +13,6 @@ Goals: count under 5 s, lookup under 200 ms.
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
 import statistics
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 from warehouse import schemas  # noqa: E402
 from warehouse.compaction import compact_predictions  # noqa: E402
@@ -126,7 +125,7 @@ def main() -> None:
     hist_s, (hcount,) = timed(con, HISTORY, 1)
     hlook_s, _ = timed(con, HISTORY.replace("SELECT count(*) FROM (", "SELECT * FROM (").replace(") = 1)", ") = 1) WHERE product_id = " + look.split("= ")[-1]), 1)
     total_rows = con.execute("SELECT count(*) FROM predictions").fetchone()[0]
-    cmd = "python benchmarks/predictions_year.py " + shlex.join(sys.argv[1:])
+    cmd = command_line(__file__)
     body = (
         stamp(cmd) + f"\n{args.products:,} products × {len(TARGETS)} targets; {args.nights} nightly runs re-scoring "
         f"{args.churn:.0%} of products each, {args.retrains} of them full re-scorings by a new current model; "

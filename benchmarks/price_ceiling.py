@@ -32,7 +32,7 @@ from heads.predict import load_model, split_products  # noqa: E402
 from heads.registry import current_models  # noqa: E402
 from heads.targets import log_values  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 CATEGORICAL = ["brand", "gender", "primary_colour", "num_images"]
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     titles, cats, y, masks, model_id = load(args.work)
     rows = probes(titles, cats, y, masks, args.threads)
-    cmd = "python benchmarks/price_ceiling.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     lines = [stamp(cmd),
              f"Myntra log price, same train / val / test rows as price model `{model_id}` of the Quality run "
              f"({int(masks['train'].sum())} / {int(masks['val'].sum())} / {int(masks['test'].sum())}); "

@@ -35,7 +35,7 @@ from heads.train import head_quantiles  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 import price_ceiling  # noqa: E402
 from quality import coverage_resplit  # noqa: E402
-from report import publish, stamp, table  # noqa: E402
+from report import command_line, publish, stamp, table  # noqa: E402
 
 
 def model_outputs(work: Path, model_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((work.name, model_id, r2_score(y[va], mine[va]), r2_score(y[va], probe[va]),
                      r2_score(y[te], mine[te]), r2_score(y[te], probe[te]), gap))
         print(rows[-1][:6], flush=True)
-    cmd = "python benchmarks/price_gap.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     lines = [stamp(cmd),
              "Myntra log price. `model`: the price model of each quality run (its registered evaluation fit); "
              "`probe`: the mean of the ridge with columns, kNN and LightGBM of `benchmarks/price_ceiling.py`, "

@@ -37,7 +37,7 @@ from heads.train import train  # noqa: E402
 from warehouse.layout import open_warehouse  # noqa: E402
 from warehouse.locks import writer_lock  # noqa: E402
 from warehouse.tables import read_products  # noqa: E402
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 FASHION_TARGETS = ["master_category", "sub_category", "article_type", "gender", "usage", "base_colour", "season"]
@@ -641,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             titles, cats, y, masks, _ = price_ceiling.load(args.work)
             myntra["ceiling"] = [(n, float(v), sec) for n, v, sec in price_ceiling.probes(titles, cats, y, masks, args.lgb_threads)]
     meta = {
-        "command": "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(__file__, argv, "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 "),
         "encoders": ", ".join(f"{n} `{e.family} {e.model}`" for n, e in settings.encoders.items()),
         "sample": f"Fashion {args.limit or 'all'} products, Myntra {args.myntra_limit or 'all'} products (random, seed {args.seed})",
         "balanced": f"MLP with logit-adjusted cross-entropy (tau {args.tau}) and min_class_count {args.balanced_min_class_count}",

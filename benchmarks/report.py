@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
+import sys
 from datetime import date
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +27,13 @@ def machine() -> str:
     except (OSError, AttributeError):
         pass
     return f"{len(os.sched_getaffinity(0))} cores ({cpu}){mem}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def command_line(script: str, argv: Sequence[str] | None = None, prefix: str = "") -> str:
+    """How to run this benchmark again: `python benchmarks/<script>` and its arguments, shell-quoted
+    (a `--section` heading has spaces), after `prefix` (environment variables)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    return f"{prefix}python benchmarks/{Path(script).name} {shlex.join(args)}".rstrip()
 
 
 def stamp(command: str) -> str:

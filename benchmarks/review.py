@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shlex
 import shutil
 import socket
 import statistics
@@ -35,7 +34,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 from warehouse import schemas  # noqa: E402
 from warehouse.atomic import write_parquet_atomic  # noqa: E402
@@ -213,7 +212,7 @@ def main() -> None:
         server.should_exit = True
         thread.join(30)
 
-    cmd = "python benchmarks/review.py " + shlex.join(sys.argv[1:])
+    cmd = command_line(__file__)
     body = (
         stamp(cmd) + f"\nA synthetic warehouse with {count:,} reclassification candidates (written through the "
         f"warehouse's own writers in {build_s:.0f} s; see the docstring of `benchmarks/review.py`), served by "

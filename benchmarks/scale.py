@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import pyarrow.csv as pacsv
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "datasets" / "fashion-product-images"
@@ -149,7 +148,7 @@ def main() -> None:
                     "content hash, not encoded); the nightly's new and changed titles are new texts either way")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/scale.py " + shlex.join(sys.argv[1:])
+    cmd = command_line(__file__, prefix="HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 ")
     started = stamp(cmd)  # the load average when the run starts
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)

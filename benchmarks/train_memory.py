@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import stamp, write_section  # noqa: E402
+from report import command_line, stamp, write_section  # noqa: E402
 from scale import catalog, config, real_products, step, write_catalog  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
@@ -73,7 +72,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    cmd = "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 python benchmarks/train_memory.py " + shlex.join(sys.argv[1:])
+    cmd = command_line(__file__, prefix="HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 ")
     started = stamp(cmd)  # the load average when the run starts, not an hour later
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)

@@ -71,6 +71,15 @@ class Settings(Strict):
             raise ValueError(
                 f"train.features names {unknown}, which are not in encoders ({sorted(self.encoders)})"
             )
+        targets = set(self.train.classification_targets) | set(self.train.regression_targets)
+        for target, names in self.train.target_features.items():
+            if target not in targets:
+                raise ValueError(f"train.target_features names target {target!r}, which is in neither "
+                                 f"train.classification_targets nor train.regression_targets")
+            unknown = [f for f in names if f not in self.encoders]
+            if unknown or not names:
+                raise ValueError(f"train.target_features.{target} names {unknown or 'no encoder'}; "
+                                 f"it needs encoders from {sorted(self.encoders)}")
         if "encoders" not in self.similar.model_fields_set:
             # the built-in default (image, title) fits configs that name those; others compare what they have
             kept = {n: w for n, w in self.similar.encoders.items() if n in self.encoders}

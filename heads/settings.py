@@ -114,6 +114,11 @@ class TrainSettings(Strict):
         ]
     )
     regression_targets: list[str] = Field(default_factory=lambda: ["price"])
+    target_features: dict[str, list[str]] = Field(
+        default_factory=dict, description="per target, the encoder names it trains on instead of `features`; the "
+        "targets with one list train together as one model (e.g. price on title n-grams stored as slots, the "
+        "categories on the dense layout, which each does better on: README, Encoders)",
+    )
     heads: list[Literal["lightgbm", "mlp", "linear", "knn", "blend"]] = Field(default_factory=lambda: ["mlp"])
     seed: int = 0
     test_size: float = Field(0.2, gt=0, lt=1)

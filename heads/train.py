@@ -3,7 +3,8 @@
 Rows: every product with a label for at least one target of the set. Each target trains only on
 its labelled rows (NULL labels are left out of that target only). A product missing a modality
 is kept: its block is zeros and its missing indicator is 1. One seeded, stratified split is
-shared by all targets and heads. With several heads, the one with the better validation score
+shared by all targets and heads of a model; targets given other features (`train.target_features`)
+are trained as models of their own, one per feature list. With several heads, the one with the better validation score
 becomes the current model of the target set. The caller holds the warehouse writer lock.
 
 Every reported figure comes from the evaluation fit (train split, early-stopped on val, scored on
@@ -72,6 +73,15 @@ def resolve_targets(train_settings, targets: Sequence[str] | None) -> tuple[list
     return [t for t in names if t not in reg_known], [t for t in names if t in reg_known]
 
 
+def feature_groups(train_settings, names: Sequence[str]) -> dict[tuple[str, ...], list[str]]:
+    """The targets grouped by the features they train on (`train.target_features`, else
+    `train.features`), first-seen order: each group is one model, since a head fits one feature matrix."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for t in names:
+        groups.setdefault(tuple(train_settings.target_features.get(t, train_settings.features)), []).append(t)
+    return groups
+
+
 def evaluate_outputs(specs: list[TargetSpec], y: dict[str, np.ndarray], raw: dict[str, np.ndarray], split: Split,
                      names: dict[str, list[str | None]] | None = None, rare_n: int = 20) -> dict:
     """Validation and test metrics per target, and the validation score used to pick a head.
@@ -136,10 +146,21 @@ def train(
         if progress:
             print(msg, flush=True)
 
+    cls_t, reg_t = resolve_targets(ts, targets)
+    if ts.target_features:
+        result = TrainResult()
+        for names, group in feature_groups(ts, cls_t + reg_t).items():
+            log(f"targets {', '.join(group)}: features {', '.join(names)} (train.target_features)")
+            sub = settings.model_copy(update={"train": ts.model_copy(update={"features": list(names), "target_features": {}})})
+            part = train(wh, sub, head, group, progress)
+            result.extend(part)
+            result.skipped.update(part.skipped)
+            messages.extend(part.messages)
+        result.messages = messages
+        return result
     products, corrected = apply_decisions(wh, read_products(wh))
     if corrected:
         log("labels corrected by reviewers: " + ", ".join(f"{t} {n}" for t, n in sorted(corrected.items())))
-    cls_t, reg_t = resolve_targets(ts, targets)
     specs, y, skipped = prepare_targets(products, cls_t, reg_t, ts.min_class_count)
     for msg in skipped.values():
         log(msg)

@@ -89,3 +89,39 @@ def test_shipped_price_config_prices_a_catalog_without_photos(tmp_path, cli):
                           "WHERE target = 'price'", "--format", "json").stdout)
     assert len(pred) == 90
     assert all(0 < p["lower"] <= p["value"] <= p["upper"] for p in pred)
+
+
+def test_target_features_train_one_model_per_feature_list(tmp_path, cli):
+    """Price on slot-layout n-grams, gender on the dense words: two models, both current, both scored."""
+    doc = config(tmp_path, ["linear"])
+    doc["encoders"] = {
+        "title": {"family": "hashing", "model": "word:1-2:2048", "input": "title"},
+        "title_slots": {"family": "hashing", "model": "char_wb:2-4:1048576;max_ngrams=64", "input": "title"},
+    }
+    doc["train"].update({"features": ["title"], "target_features": {"price": ["title_slots"]}})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    cli("--config", str(cfg), "ingest", str(write_myntra(tmp_path / "products.csv", myntra_rows(90))))
+    cli("--config", str(cfg), "encode")
+    out = cli("--config", str(cfg), "train").stdout
+    assert "targets price: features title_slots (train.target_features)" in out
+    models = json.loads(cli("--config", str(cfg), "sql", "SELECT targets, encoder_ids, is_current FROM models ORDER BY target_set",
+                            "--format", "json").stdout)
+    assert [m["targets"] for m in models] == [["gender"], ["price"]]
+    assert all(m["is_current"] for m in models)
+    assert models[0]["encoder_ids"][0].startswith("hashing:word:1-2:2048")
+    assert models[1]["encoder_ids"][0].startswith("hashing:char_wb:2-4:1048576;max_ngrams=64")
+    cli("--config", str(cfg), "predict")
+    n = json.loads(cli("--config", str(cfg), "sql", "SELECT target, count(*) AS n FROM latest_predictions GROUP BY target "
+                       "ORDER BY target", "--format", "json").stdout)
+    assert n == [{"target": "gender", "n": 90}, {"target": "price", "n": 90}]
+
+
+def test_target_features_naming_an_unknown_encoder_is_refused(tmp_path, cli):
+    doc = config(tmp_path, ["linear"])
+    doc["train"]["target_features"] = {"price": ["title_slots"]}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    p = cli("--config", str(cfg), "status", check=False)
+    assert p.returncode == 2
+    assert "train.target_features.price" in p.stderr and "title_slots" in p.stderr
