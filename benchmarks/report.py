@@ -6,8 +6,8 @@ import platform
 import re
 import shlex
 import sys
-from datetime import date
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
