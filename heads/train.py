@@ -4,8 +4,9 @@ Rows: every product with a label for at least one target of the set. Each target
 its labelled rows (NULL labels are left out of that target only). A product missing a modality
 is kept: its block is zeros and its missing indicator is 1. One seeded, stratified split is
 shared by all targets and heads of a model; targets given other features (`train.target_features`)
-are trained as models of their own, one per feature list. With several heads, the one with the better validation score
-becomes the current model of the target set. The caller holds the warehouse writer lock.
+are trained as models of their own, one per feature list. With several heads, the one with the
+better validation score becomes the current model of the target set. The caller holds the
+warehouse writer lock.
 
 Every reported figure comes from the evaluation fit (train split, early-stopped on val, scored on
 test); the registered model is then refitted on every labelled row but val (`train.refit_all`), so
