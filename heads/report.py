@@ -28,7 +28,11 @@ def _fit_lines(spec: Mapping) -> list[str]:
         out.append(f"- registered model: refitted on every labelled row but validation ({reg['rows']} rows, "
                    f"{reg['seconds']} s; {reg['early_stopping_rows']} validation rows kept for early stopping).")
     if spec.get("calibration"):
-        out.append("- price interval: conformalised on the calibration rows of the evaluation fit (log-space widening "
+        cal = fits.get("calibration")
+        where = (f"out-of-fold outputs of {cal['folds']} fits over the {cal['rows']} training rows of the evaluation "
+                 f"fit, each fitted on the other folds ({cal['seconds']} s)" if cal else
+                 "the calibration rows of the evaluation fit")
+        out.append(f"- price interval: conformalised on {where} (log-space widening "
                    + ", ".join(f"{t} {q:+.4f}" for t, q in spec["calibration"].items())
                    + "), the same widening applied to the registered model.")
     return out

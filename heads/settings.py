@@ -131,6 +131,11 @@ class TrainSettings(Strict):
         0.1, ge=0, lt=1, description="share of rows held out of the evaluation fit to calibrate the price interval "
         "(conformalised quantiles); only when a regression target is trained; 0 = uncalibrated",
     )
+    calibration_folds: int = Field(
+        0, ge=0, description="calibrate the price interval on out-of-fold outputs of this many extra fits over the "
+        "training rows instead of a held-out calibration split (every training row calibrates; no rows leave "
+        "training; costs that many more fits); 0 or 1 = off (calibration_size)",
+    )
     max_rows: int | None = Field(
         None, ge=10, description="train on a seeded sample of this many labelled products (None: all of them)",
     )

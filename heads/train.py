@@ -12,7 +12,8 @@ Every reported figure comes from the evaluation fit (train split, early-stopped 
 test); the registered model is then refitted on every labelled row but val (`train.refit_all`), so
 the labels of the test split reach the model that scores the catalog too. With a regression
 target, a calibration split held out of the evaluation fit conformalises the price interval
-(heads.conformal); its widening is saved with the model.
+(heads.conformal), or, with `train.calibration_folds`, out-of-fold fits over the training rows do
+(heads.cross_conformal); its widening is saved with the model.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 
 from heads import registry
 from heads.conformal import apply_calibration, calibrate
+from heads.cross_conformal import out_of_fold_intervals
 from heads.label_scores import cross_fit, label_scores
 from heads.features import blocks_from_settings, blocks_with_inputs, coverage, read_features, without_targets
 from heads.metrics import classification_metrics, confusion_png, headline, rare_class_recall, regression_metrics
@@ -189,8 +191,9 @@ def train(
         log(f"features {b.name}: {b.encoder_id} ({b.dim}-d), fresh vectors for {cov[b.encoder_id]:.1%} of {feats.n} products")
     strat_name, strata = strata_for(specs, y)
     has_reg = any(s.kind == "regression" for s in specs)
+    folds = ts.calibration_folds if has_reg and ts.calibration_folds >= 2 else 0
     split = make_split(feats.n, strata, strat_name, ts.test_size, ts.val_size, ts.seed,
-                       ts.calibration_size if has_reg else 0.0)
+                       ts.calibration_size if has_reg and not folds else 0.0)
     log(f"split: {split.sizes()} (stratified on {split.stratified_on or 'nothing: shuffled fallback'})")
     latest = pc.max(products["updated_at"]).as_py() if "updated_at" in products.column_names else None
     tset = registry.target_set([s.name for s in specs])
@@ -202,11 +205,25 @@ def train(
         fit_seconds = time.perf_counter() - t_fit
         raw = impl.predict(feats)
         lo_q, hi_q = head_quantiles(ts, h)
-        offsets = calibrate(specs, y, raw, split.cal, hi_q - lo_q)
+        cal_fits = None
+        if folds and len(split.train) < 10 * folds:
+            log(f"price interval not calibrated: {len(split.train)} training rows are too few for "
+                f"{folds} calibration folds (train.calibration_folds)")
+            offsets = {}
+        elif folds:
+            log(f"calibrating {h}'s interval out of fold: {folds} more fits, each on {folds - 1}/{folds} "
+                f"of the {len(split.train)} training rows (train.calibration_folds)")
+            t_cal = time.perf_counter()
+            oof = out_of_fold_intervals(HEADS[h], ts, specs, feats, y, split.train, split.val, strata, log=log)
+            offsets = calibrate(specs, y, oof, split.train, hi_q - lo_q)
+            cal_fits = {"folds": folds, "rows": len(split.train), "seconds": round(time.perf_counter() - t_cal, 1)}
+        else:
+            offsets = calibrate(specs, y, raw, split.cal, hi_q - lo_q)
         raw = apply_calibration(raw, offsets)
         metrics = evaluate_outputs(specs, y, raw, split, true_names, ts.rare_classes_reported)
         metrics["skipped"] = skipped
-        metrics["calibration"] = {"offsets": offsets, "coverage": hi_q - lo_q, "rows": len(split.cal)}
+        metrics["calibration"] = {"offsets": offsets, "coverage": hi_q - lo_q,
+                                  "rows": len(split.train) if folds else len(split.cal), "folds": folds}
         final_impl, refit_seconds, refit_rows = impl, None, None
         if ts.refit_all:
             rows_all = np.sort(np.concatenate([split.train, split.cal, split.test]))
@@ -220,6 +237,8 @@ def train(
             "registered": ({"rows": refit_rows, "seconds": round(refit_seconds, 1), "early_stopping_rows": len(split.val)}
                            if ts.refit_all else {"rows": len(split.train), "same_as": "evaluation"}),
         }
+        if cal_fits:
+            metrics["fits"]["calibration"] = cal_fits
         trained_at = now_utc()
         model_id = f"{h}-{trained_at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         final = wh.model_dir(model_id)

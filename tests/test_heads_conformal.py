@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from heads.conformal import apply_calibration, calibrate, conformal_offset
+from heads.cross_conformal import out_of_fold_intervals
 from heads.features import Block, from_arrays
 from heads.metrics import regression_metrics
 from heads.mlp_head import MLPHead
@@ -72,3 +73,28 @@ def test_mlp_interval_calibrated_on_held_out_rows_covers_80_percent():
     assert np.all(calibrated[:, 1] <= calibrated[:, 0]) and np.all(calibrated[:, 0] <= calibrated[:, 2])
     before = regression_metrics(y[test], raw["price"][test, 0], raw["price"][test, 1], raw["price"][test, 2])
     print("coverage before", before["interval_coverage"], "after", m["interval_coverage"], "offset", offsets)
+
+
+def test_out_of_fold_calibration_covers_80_percent_without_a_calibration_split():
+    """Every training row calibrates (5 fold fits predict the rows they left out), the evaluation fit
+    trains on all of them, and its calibrated interval covers 80% of new prices."""
+    x, y = noisy_prices(1)
+    block = Block("title", "synthetic:title", "title", D)
+    feats = from_arrays([f"p{i}" for i in range(N)], [block], {"synthetic:title": (x, np.ones(N, dtype=bool))})
+    spec = TargetSpec("price", "regression", transform="log")
+    settings = TrainSettings(features=["title"], classification_targets=[], regression_targets=["price"],
+                             calibration_folds=5,
+                             mlp=MLPSettings(hidden=32, max_epochs=15, patience=3, ensemble=1, threads=1, wide=False))
+    idx = np.arange(N)
+    train, val, test = idx[:4000], idx[4000:4500], idx[4500:]
+    oof = out_of_fold_intervals(MLPHead, settings, [spec], feats, {"price": y}, train, val, None, log=lambda _m: None)
+    assert np.isfinite(oof["price"][train]).all() and np.isnan(oof["price"][np.r_[val, test]]).all()
+    offsets = calibrate([spec], {"price": y}, oof, train, 0.8)
+    head = MLPHead(settings, [spec]).fit(feats, {"price": y}, train, val, log=lambda _m: None)
+    raw = head.predict(feats)
+    calibrated = apply_calibration(raw, offsets)["price"]
+    m = regression_metrics(y[test], calibrated[test, 0], calibrated[test, 1], calibrated[test, 2])
+    before = regression_metrics(y[test], raw["price"][test, 0], raw["price"][test, 1], raw["price"][test, 2])
+    print("coverage before", before["interval_coverage"], "after", m["interval_coverage"], "offset", offsets)
+    assert abs(before["interval_coverage"] - 0.8) > 0.02  # the raw interval is off: there is something to calibrate
+    assert abs(m["interval_coverage"] - 0.8) <= 0.02, m

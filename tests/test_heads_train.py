@@ -246,6 +246,21 @@ def test_missing_column_skipped_and_latest_is_current(tmp_path):
     assert list(none) == [] and "usage" in none.skipped
 
 
+def test_calibration_folds_calibrate_on_every_training_row_and_hold_none_out(tmp_path):
+    settings = make_settings(classification_targets=["gender"], label_folds=0, calibration_folds=3, refit_all=False)
+    wh, _ = build_warehouse(tmp_path / "wh", settings)
+    (m,) = train(wh, settings, head="mlp", progress=False)
+    model = load_model(wh, m.model_id)
+    sizes = model.spec["split"]["sizes"]
+    assert "calibration" not in sizes  # no rows leave training to calibrate
+    assert {r["split"] for r in pq.read_table(model.directory / "split.parquet").to_pylist()} == {"train", "val", "test"}
+    cal = model.spec["fits"]["calibration"]
+    assert cal["folds"] == 3 and cal["rows"] == sizes["train"] == model.spec["fits"]["evaluation"]["rows"]
+    assert set(model.spec["calibration"]) == {"price"}
+    assert m.metrics["calibration"]["rows"] == sizes["train"]
+    assert "out-of-fold outputs of 3 fits" in evaluate(wh, m.model_id, recompute=True)
+
+
 def test_mlp_training_is_seeded(tmp_path):
     settings = make_settings(classification_targets=["gender"], regression_targets=[])
     wh, truth = build_warehouse(tmp_path / "wh", settings)
