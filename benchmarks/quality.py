@@ -477,8 +477,9 @@ def _colour_lines(extras: dict, res: dict) -> list[str]:
 def markdown(fashion: dict | None, myntra: dict | None, meta: dict) -> str:
     lines = [stamp(meta["command"]),
              f"- sample: {meta['sample']}",
-             f"- split: stratified train/val/test (70/10/20, seed 0; {meta['calibration']}), shared by every row; val only for early stopping; numbers are on **test**, from the "
-             "evaluation fit (the registered model of a benchmark run is that fit: train.refit_all off).",
+             f"- split: stratified train/val/test (70/10/20, seed {meta['seed']}; {meta['calibration']}), shared by every row; "
+             "val only for early stopping; numbers are on **test**, from the evaluation fit (the registered model "
+             "of a benchmark run is that fit: train.refit_all off).",
              f"- encoders: {meta['encoders']};"
              " baseline: title TF-IDF (1–2-grams) + logistic regression (ridge for log price).",
              "- `*_true`: against the rows' own labels (a class merged into `__other__` keeps its name, `__other__` "
@@ -651,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": command_line(__file__, argv, "HF_HOME=$PWD/.hf-cache HF_HUB_OFFLINE=1 "),
         "encoders": ", ".join(f"{n} `{e.family} {e.model}`" for n, e in settings.encoders.items()),
+        "seed": args.seed,
         "sample": f"Fashion {args.limit or 'all'} products, Myntra {args.myntra_limit or 'all'} products (random, seed {args.seed})",
         "calibration": (f"a price interval is calibrated on the out-of-fold outputs of {settings.train.calibration_folds} "
                         "extra fits over the training rows, no calibration split"

@@ -80,6 +80,8 @@ def test_shipped_price_config_prices_a_catalog_without_photos(tmp_path, cli):
     cli("--config", str(cfg), "encode")
     out = cli("--config", str(cfg), "train").stdout
     assert "(blend)" in out
+    # the interval is calibrated on out-of-fold fits over the training rows, no calibration split
+    assert "calibrating blend's interval out of fold: 5 more fits" in out and "'calibration'" not in out
     (model,) = json.loads(cli("--config", str(cfg), "sql", "SELECT head, targets, encoder_ids FROM models", "--format", "json").stdout)
     assert model["head"] == "blend" and model["targets"] == ["price"]
     ids = model["encoder_ids"]
