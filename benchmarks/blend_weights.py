@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
-from heads.blend_head import adjust, choose_tau, choose_weights, mix, simplex_grid  # noqa: E402
+from heads.blend_head import adjust, mix, simplex_grid  # noqa: E402
 from heads.features import read_features  # noqa: E402
 from heads.targets import encode_labels, label_strings  # noqa: E402
 from class_gap import fashion_run, macro_f1_true  # noqa: E402
-from report import command_line, publish, stamp  # noqa: E402
+from report import command_line, publish, stamp, table  # noqa: E402
 
 
 def by_macro_f1(y: np.ndarray, outputs: list[np.ndarray], log_prior: np.ndarray, taus: list[float], step: float,
@@ -61,7 +61,8 @@ def run_rows(work: Path) -> tuple[str, list[tuple[str, str, str, float, float, f
     blend = model.impl
     bs = blend.settings.blend
     sub = {k: products.take(np.flatnonzero(part == k)) for k in ("val", "test")}
-    outs = {k: [m.predict(read_features(wh, t, model.blocks)) for _, m in blend.members] for k, t in sub.items()}
+    feats = {k: read_features(wh, t, model.blocks) for k, t in sub.items()}
+    outs = {k: [m.predict(f) for _, m in blend.members] for k, f in feats.items()}
     rows = []
     for spec in model.targets:
         if spec.kind != "classification" or spec.name not in base or spec.name not in blend.weights:
@@ -72,8 +73,7 @@ def run_rows(work: Path) -> tuple[str, list[tuple[str, str, str, float, float, f
         ov = [outs["val"][i][spec.name][keep] for i in have]
         ot = [outs["test"][i][spec.name] for i in have]
         lp = blend.log_prior.get(spec.name, np.zeros(len(spec.classes)))
-        w0, _ = choose_weights(spec, yv[keep], ov, bs.step)
-        tau0 = choose_tau(yv[keep], mix(ov, w0), lp, bs.prior_tau)[0] if any(t > 0 for t in bs.prior_tau) else 0.0
+        w0, tau0 = np.asarray(blend.weights[spec.name])[have], blend.tau.get(spec.name, 0.0)  # as the model holds them
         acc0 = float(np.mean(adjust(mix(ov, w0), lp, tau0).argmax(axis=1) == yv[keep]))
         w1, tau1 = by_macro_f1(yv[keep], ov, lp, bs.prior_tau, bs.step, acc0)
         true = np.asarray(label_strings(sub["test"][spec.name]), dtype=object)
@@ -104,16 +104,18 @@ def main(argv: list[str] | None = None) -> int:
              "Per quality run (split seed) and target: the blend's member weights and prior tau as shipped (best validation "
              "log-loss, then tau by validation macro-F1) against those with the best validation macro-F1 at validation "
              "accuracy no lower, from the same members; test macro-F1 over the true classes and test accuracy of each, and "
-             "TF-IDF's test macro-F1.", "",
-             "| target | run | weights: log-loss | weights: macro-F1 | test macro-F1: log-loss → macro-F1 | "
-             "test accuracy: log-loss → macro-F1 | TF-IDF test macro-F1 |", "|---|---|---|---|---|---|---|"]
+             "TF-IDF's test macro-F1.", ""]
     targets = list(dict.fromkeys(r[0] for _, rows in runs for r in rows))
+    lines += table(["target", "run", "weights: log-loss", "weights: macro-F1", "test macro-F1: log-loss → macro-F1",
+                    "test accuracy: log-loss → macro-F1", "TF-IDF test macro-F1"],
+                   [(t, name, w0, w1, f"{f0:.4f} → {f1:.4f}", f"{a0:.4f} → {a1:.4f}", fb)
+                    for target in targets for name, rows in runs
+                    for t, w0, w1, f0, f1, a0, a1, fb in rows if t == target],
+                   ["{}"] * 6 + ["{:.4f}"])
     summary = []
     for target in targets:
-        have = [(name, r) for name, rows in runs for r in rows if r[0] == target]
-        for name, (_, w0, w1, f0, f1, a0, a1, fb) in have:
-            lines.append(f"| {target} | {name} | {w0} | {w1} | {f0:.4f} → {f1:.4f} | {a0:.4f} → {a1:.4f} | {fb:.4f} |")
-        f0s, f1s, fbs = (np.array([r[k] for _, r in have]) for k in (3, 4, 7))
+        have = [r for _, rows in runs for r in rows if r[0] == target]
+        f0s, f1s, fbs = (np.array([r[k] for r in have]) for k in (3, 4, 7))
         summary.append(f"- {target}: test macro-F1 higher with macro-F1 weights on {int(np.sum(f1s > f0s))} of {len(have)} runs "
                        f"(mean {f0s.mean():.4f} → {f1s.mean():.4f}); at or above TF-IDF on {int(np.sum(f0s >= fbs))} → "
                        f"{int(np.sum(f1s >= fbs))} of {len(have)}")

@@ -34,7 +34,7 @@ from heads.registry import current_models  # noqa: E402
 from heads.targets import label_strings  # noqa: E402
 from warehouse.layout import Warehouse, open_warehouse  # noqa: E402
 import quality  # noqa: E402
-from report import command_line, publish, stamp  # noqa: E402
+from report import command_line, publish, stamp, table  # noqa: E402
 
 
 def macro_f1_true(true: np.ndarray, pred: np.ndarray) -> float:
@@ -96,23 +96,20 @@ def main(argv: list[str] | None = None) -> int:
              "refitted on the same train rows, on the test rows of each model's split. Gap: macro-F1 over the true "
              f"classes, model − baseline; interval: 2.5–97.5% of {args.resamples} paired bootstrap draws of the test rows; "
              "accuracy against the rows' own labels (`__other__` predicted is a miss)"
-             + ("; `mean of`: each draw the mean of the runs' gaps." if len(runs) > 1 else "."), "",
-             "| target | run | model | TF-IDF | gap | 95% interval | draws with model ≥ TF-IDF | accuracy: model | accuracy: TF-IDF |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    targets = list(dict.fromkeys(t for *_, out in runs for t in out))
-    for target in targets:
+             + ("; `mean of`: each draw the mean of the runs' gaps." if len(runs) > 1 else "."), ""]
+    rows = []
+    for target in dict.fromkeys(t for *_, out in runs for t in out):
         have = [(name, out[target]) for name, _, _, out in runs if target in out]
-        for name, (a, b, acc_a, acc_b, gap) in have:
-            lo, hi = np.quantile(gap, [0.025, 0.975])
-            lines.append(f"| {target} | {name} | {a:.4f} | {b:.4f} | {a - b:+.4f} | {lo:+.4f} to {hi:+.4f} | "
-                         f"{np.mean(gap >= 0):.0%} | {acc_a:.4f} | {acc_b:.4f} |")
-        if len(have) > 1:
-            vals = np.array([v[:4] for _, v in have])
-            pooled = np.mean(np.column_stack([v[4] for _, v in have]), axis=1)
-            lo, hi = np.quantile(pooled, [0.025, 0.975])
-            a, b, acc_a, acc_b = vals.mean(axis=0)
-            lines.append(f"| {target} | mean of {len(have)} | {a:.4f} | {b:.4f} | {a - b:+.4f} | {lo:+.4f} to {hi:+.4f} | "
-                         f"{np.mean(pooled >= 0):.0%} | {acc_a:.4f} | {acc_b:.4f} |")
+        rows += [(target, name, *v) for name, v in have]
+        if len(have) > 1:  # each draw: the mean of the runs' gaps
+            a, b, acc_a, acc_b = np.array([v[:4] for _, v in have]).mean(axis=0)
+            rows.append((target, f"mean of {len(have)}", a, b, acc_a, acc_b,
+                         np.mean(np.column_stack([v[4] for _, v in have]), axis=1)))
+    lines += table(
+        ["target", "run", "model", "TF-IDF", "gap", "95% interval", "draws with model ≥ TF-IDF", "accuracy: model", "accuracy: TF-IDF"],
+        [(t, name, a, b, a - b, "{:+.4f} to {:+.4f}".format(*np.quantile(gap, [0.025, 0.975])), np.mean(gap >= 0), acc_a, acc_b)
+         for t, name, a, b, acc_a, acc_b, gap in rows],
+        ["{}", "{}", "{:.4f}", "{:.4f}", "{:+.4f}", "{}", "{:.0%}", "{:.4f}", "{:.4f}"])
     publish(lines, args.section, args.write)
     return 0
 
