@@ -14,6 +14,11 @@ frequent classes (tau = 1: the balanced-error optimum). Seeded: torch.manual_see
 `mlp.ensemble` nets are trained with seeds seed, seed+1, ... and their probabilities (price
 outputs) averaged: a single net's accuracy depends on its seed, the mean of several depends on
 it less, for a training cost that grows with the number of nets.
+
+`mlp.features` names the blocks the net reads (default: every block of the model). A block of
+title n-grams stored as slots is tens of thousands of inputs, which makes the net several times
+slower to train for no gain in accuracy (BENCHMARKS.md, "title n-grams as slots"); a config can
+leave such a block to the linear member of a blend, which reads it at the cost of a sparse product.
 """
 from __future__ import annotations
 
@@ -211,8 +216,9 @@ class MLPHead:
 
     def fit(self, feats: Features, y: dict[str, np.ndarray], train: np.ndarray, val: np.ndarray, log=print) -> "MLPHead":
         ms = self.settings.mlp
-        self.block_order = [b.encoder_id for b in feats.blocks]
-        for b in feats.blocks:
+        blocks = [b for b in feats.blocks if b.name in ms.features] or list(feats.blocks)
+        self.block_order = [b.encoder_id for b in blocks]
+        for b in blocks:
             eid = b.encoder_id
             rows = train[feats.found[eid][train]]
             self.mean[eid], self.std[eid] = input_scale(feats.matrices[eid], b.numeric_positions(), rows)

@@ -32,6 +32,10 @@ class LightGBMSettings(Strict):
 
 
 class MLPSettings(Strict):
+    features: list[str] = Field(
+        default_factory=list,
+        description="feature blocks the net reads (by encoder name; empty, or none of them present: every block)",
+    )
     hidden: int = 512
     dropout: float = 0.2
     lr: float = 1e-3
@@ -54,6 +58,11 @@ class LinearSettings(Strict):
     features: list[str] = Field(
         default_factory=list,
         description="feature blocks the linear model reads (by encoder name; empty, or none of them present: every block)",
+    )
+    optional_features: list[str] = Field(
+        default_factory=list,
+        description="blocks of `features` a target's model may leave out: each target is fitted with and without "
+        "them and keeps the better on validation (log-loss / R² on log); costs a second fit per target",
     )
     C: list[float] = Field(
         default_factory=lambda: [1.0, 10.0, 30.0, 100.0], min_length=1,

@@ -122,6 +122,81 @@ def test_linear_features_narrow_the_blocks_the_linear_head_reads():
     assert LinearHead(ts, SPECS).fit(feats, y, TRAIN, VAL, log=lambda _m: None).inputs.encoder_ids == both.inputs.encoder_ids
 
 
+def test_each_C_candidate_is_its_own_fit():
+    """The C picked on validation gives the model a fresh fit at that C gives: no candidate is a
+    copy of a smaller one (warm-started, lbfgs stopped at or near the last C's solution)."""
+    from sklearn.linear_model import LogisticRegression
+
+    feats, y = generated()
+    ts = settings()
+    ts.classification_targets, ts.regression_targets = ["kind"], []
+    ts.linear.C = [0.01, 100.0]
+    head = LinearHead(ts, SPECS[:1]).fit(feats, y, TRAIN, VAL, log=lambda _m: None)
+    x = head.inputs.transform(feats)
+    fresh = {c: LogisticRegression(C=c, max_iter=ts.linear.max_iter, random_state=ts.seed).fit(x[TRAIN], y["kind"][TRAIN])
+             for c in ts.linear.C}
+    assert not np.allclose(fresh[0.01].coef_, fresh[100.0].coef_, atol=1e-3)
+    np.testing.assert_allclose(head.models["kind"].coef_, fresh[head.chosen["kind"]].coef_, rtol=1e-6, atol=1e-8)
+
+
+def test_linear_optional_features_are_left_out_where_they_are_noise(tmp_path):
+    """A third block that carries one target and is noise to the other: with it optional, each
+    target's model keeps it or leaves it out on validation, and a reloaded head predicts the same."""
+    feats, y = generated()
+    rng = np.random.default_rng(1)
+    shade = rng.integers(0, 3, N)
+    noise = rng.normal(0, 1.0, (N, 40)).astype(np.float32)
+    noise[:, :3] += 3.0 * np.eye(3, dtype=np.float32)[shade]  # "colour": shade is in it, kind is not
+    feats = Features(feats.product_ids, [*feats.blocks, Block("colour", "synthetic:colour", "image", 40)],
+                     {**feats.matrices, "synthetic:colour": noise}, {**feats.found, "synthetic:colour": np.ones(N, dtype=bool)})
+    specs = [SPECS[0], TargetSpec("shade", "classification", classes=["x", "y", "z"])]
+    y = {"kind": y["kind"], "shade": shade}
+    ts = settings()
+    ts.classification_targets, ts.regression_targets = ["kind", "shade"], []
+    ts.linear.C = [30.0, 300.0]  # weakly penalised: the noise block costs the kind model
+    plain = LinearHead(ts, specs).fit(feats, y, TRAIN, VAL, log=lambda _m: None)
+    assert plain.narrow is None and set(plain.reads.values()) == {"all"}
+    ts.linear.optional_features = ["colour"]
+    lines = []
+    head = LinearHead(ts, specs).fit(feats, y, TRAIN, VAL, log=lines.append)
+    assert head.reads == {"kind": "narrow", "shade": "all"}, lines
+    assert head.narrow.encoder_ids == ["synthetic:title", "synthetic:chars"]
+    assert any("kind" in m and "without colour" in m for m in lines), lines
+    test = feats.take(TEST)
+    acc = {k: np.mean(h.predict(test)[t].argmax(axis=1) == y[t][TEST]) for k, h in (("plain", plain), ("optional", head))
+           for t in ("kind",)}
+    assert acc["optional"] >= acc["plain"], acc
+    assert np.mean(head.predict(test)["shade"].argmax(axis=1) == shade[TEST]) > 0.9
+    reloaded = LinearHead.load(tmp_path, ts, specs, head.save(tmp_path))
+    for t in ("kind", "shade"):
+        np.testing.assert_array_equal(reloaded.predict(test)[t], head.predict(test)[t])
+
+
+def test_mlp_features_narrow_the_blocks_the_net_reads(tmp_path):
+    """`mlp.features` leaves a block to the other members: the net on the dense block alone does not
+    change its output when the sparse block changes, and is clearly worse on the twins that only
+    the sparse block tells apart; a reloaded net reads the same blocks."""
+    from heads.mlp_head import MLPHead
+
+    feats, y = generated()
+    ts = settings()
+    both = MLPHead(ts, SPECS).fit(feats, y, TRAIN, VAL, log=lambda _m: None)
+    ts.mlp.features = ["title"]
+    dense_only = MLPHead(ts, SPECS).fit(feats, y, TRAIN, VAL, log=lambda _m: None)
+    assert dense_only.block_order == ["synthetic:title"]
+    assert both.block_order == ["synthetic:title", "synthetic:chars"]
+    test = feats.take(TEST)
+    acc = {k: np.mean(h.predict(test)["kind"].argmax(axis=1) == y["kind"][TEST]) for k, h in
+           (("both", both), ("dense", dense_only))}
+    assert acc["dense"] < acc["both"] - 0.1, acc
+    shuffled = feats.take(TEST)
+    shuffled.matrices["synthetic:chars"] = shuffled.matrices["synthetic:chars"][::-1]
+    np.testing.assert_array_equal(dense_only.predict(shuffled)["kind"], dense_only.predict(test)["kind"])
+    assert not np.array_equal(both.predict(shuffled)["kind"], both.predict(test)["kind"])
+    reloaded = MLPHead.load(tmp_path, ts, SPECS, dense_only.save(tmp_path))
+    np.testing.assert_array_equal(reloaded.predict(test)["kind"], dense_only.predict(test)["kind"])
+
+
 def test_reloaded_blend_predicts_identically(tmp_path):
     feats, y = generated()
     ts = settings(members=("mlp", "linear", "knn"))
